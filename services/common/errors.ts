@@ -1,0 +1,32 @@
+/** A violated rule on one field, in the shape of buf.validate.Violation. */
+export interface FieldViolation {
+  /** Field path as callers write it, e.g. `outputs[0].video[0].codec`. */
+  field: string;
+  /** Stable rule id, e.g. `string.max_len` or `output.type_required`. */
+  rule: string;
+  message: string;
+}
+
+/** Domain errors; the API maps each class to one Connect code (services/api/errors.interceptor.ts). */
+export class DomainError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+export class NotFoundError extends DomainError {}
+export class AlreadyExistsError extends DomainError {}
+export class FailedPreconditionError extends DomainError {}
+export class PermissionDeniedError extends DomainError {}
+export class UnauthenticatedError extends DomainError {}
+export class InvalidArgumentError extends DomainError {
+  constructor(readonly violations: FieldViolation[]) {
+    super(describeViolations(violations));
+  }
+}
+
+export function describeViolations(violations: FieldViolation[]): string {
+  const n = violations.length;
+  const list = violations.map((v) => (v.field ? `${v.field}: ${v.message}` : v.message)).join("; ");
+  return `${n} invalid field${n === 1 ? "" : "s"}: ${list}`;
+}

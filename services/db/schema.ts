@@ -1,0 +1,158 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from "kysely";
+
+/** Kysely table types; they mirror migrations/*.ts. */
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+type NullableBigInt = ColumnType<string | null, number | bigint | string | null | undefined, number | bigint | string | null>;
+type Json<T> = ColumnType<T, string, string>;
+
+export interface OrganizationsTable {
+  id: string;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  organization_id: string;
+  name: string;
+  /** First characters of the key, shown in listings so a person can tell keys apart. */
+  display_prefix: string;
+  /** Hex SHA-256 of the whole key; the key itself is never stored. */
+  key_digest: string;
+  created_at: Timestamp;
+  revoked_at: NullableTimestamp;
+  last_used_at: NullableTimestamp;
+}
+
+export interface OriginsTable {
+  id: string;
+  organization_id: string;
+  name: string;
+  description: string;
+  provider: "s3" | "http" | "local";
+  can_read: boolean;
+  can_write: boolean;
+  status: "active" | "failed" | "archived";
+  base_path: string;
+  path_template: string;
+  /** Public location (bucket, region, endpoint, base URL, header names, root dir). */
+  location: Json<Record<string, unknown>>;
+  /** AES-256-GCM token of the secrets (S3 keys, HTTP header values); null when there are none. */
+  credentials: string | null;
+  last_validated_at: NullableTimestamp;
+  validation_error: string;
+  archived_at: NullableTimestamp;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface PresetsTable {
+  id: string;
+  organization_id: string;
+  slug: string;
+  name: string;
+  description: string;
+  /** PresetSpec in proto3 JSON. */
+  spec: Json<unknown>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface JobsTable {
+  id: string;
+  organization_id: string;
+  status: string;
+  progress: Generated<number>;
+  priority: string;
+  input_url: string;
+  input_origin_id: string | null;
+  input_path: string;
+  /** JobOrigin snapshots (proto3 JSON) taken at creation. */
+  input_origin: Json<unknown> | null;
+  output_origin_id: string;
+  output_origin: Json<unknown>;
+  input_metadata: Json<unknown> | null;
+  estimated_cost_minor: NullableBigInt;
+  actual_cost_minor: NullableBigInt;
+  currency: string;
+  error_code: string;
+  error_message: string;
+  webhook_url: string;
+  metadata: Json<Record<string, string>>;
+  delayed_start: boolean;
+  execution: Json<unknown> | null;
+  idempotency_key: string | null;
+  /** SHA-256 of the canonical request, to tell a retry from a different request with the same key. */
+  request_digest: string;
+  /** Lease token: bumped by every stage transition so late messages can be told apart. */
+  attempt: Generated<number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  probed_at: NullableTimestamp;
+  started_at: NullableTimestamp;
+  completed_at: NullableTimestamp;
+  confirmed_at: NullableTimestamp;
+}
+
+export interface JobOutputsTable {
+  id: string;
+  job_id: string;
+  position: number;
+  type: string;
+  status: string;
+  /** The resolved OutputSpec (proto3 JSON), preset already applied. */
+  spec: Json<unknown>;
+  preset_id: string;
+  path: string;
+  output_url: string;
+  file_size_bytes: NullableBigInt;
+  duration_ms: NullableBigInt;
+  progress: Generated<number>;
+  error_code: string;
+  error_message: string;
+  estimated_cost_minor: NullableBigInt;
+  actual_cost_minor: NullableBigInt;
+}
+
+export interface JobThumbnailsTable {
+  id: string;
+  job_id: string;
+  position: number;
+  status: string;
+  spec: Json<unknown>;
+  path: string;
+  urls: Json<string[]>;
+  storyboard_url: string;
+  error_message: string;
+}
+
+export interface OutboxTable {
+  id: string;
+  job_id: string;
+  /** What the message asks for, e.g. "job.probe", "job.encode". */
+  topic: string;
+  payload: Json<Record<string, unknown>>;
+  created_at: Timestamp;
+  sent_at: NullableTimestamp;
+}
+
+export interface Database {
+  organizations: OrganizationsTable;
+  api_keys: ApiKeysTable;
+  origins: OriginsTable;
+  presets: PresetsTable;
+  jobs: JobsTable;
+  job_outputs: JobOutputsTable;
+  job_thumbnails: JobThumbnailsTable;
+  outbox: OutboxTable;
+}
+
+export type JobRow = Selectable<JobsTable>;
+export type NewJobRow = Insertable<JobsTable>;
+export type JobRowUpdate = Updateable<JobsTable>;
+export type JobOutputRow = Selectable<JobOutputsTable>;
+export type JobThumbnailRow = Selectable<JobThumbnailsTable>;
+export type OriginRow = Selectable<OriginsTable>;
+export type PresetRow = Selectable<PresetsTable>;
+export type ApiKeyRow = Selectable<ApiKeysTable>;
