@@ -1,0 +1,94 @@
+import { randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+import {
+  type LocalConfig,
+  type OriginPermissions,
+  type StorageDriver,
+  OriginProbeError,
+  joinObjectPath,
+  writeStreamToFile,
+} from "./storage-driver.js";
+
+/** A directory on this machine (the embedded mode's default origin). */
+export class LocalDriver implements StorageDriver {
+  private readonly rootDir: string;
+
+  constructor(config: LocalConfig) {
+    this.rootDir = path.resolve(config.rootDir);
+  }
+
+  async probe(basePath: string, permissions: OriginPermissions): Promise<void> {
+    const rootStat = await stat(this.rootDir).catch(() => undefined);
+    if (!rootStat?.isDirectory()) {
+      throw new OriginProbeError(`root directory ${this.rootDir} does not exist or is not a directory`);
+    }
+    // basePath is origin configuration, so a leading "/" means "from the root", as for S3 prefixes.
+    const baseDir = this.resolve(joinObjectPath(basePath));
+    if (permissions.read) {
+      try {
+        await readdir(baseDir);
+      } catch (err) {
+        // A base path with nothing in it yet is fine, like an empty S3 prefix.
+        if (errorCode(err) !== "ENOENT") throw new OriginProbeError(`read probe failed: ${describe(err)}`);
+      }
+    }
+    if (permissions.write) {
+      const marker = path.join(baseDir, `.rendition-probe-${randomUUID()}`);
+      try {
+        await mkdir(baseDir, { recursive: true });
+        await writeFile(marker, "rendition write probe\n");
+        await rm(marker);
+      } catch (err) {
+        throw new OriginProbeError(`write probe failed: ${describe(err)}`);
+      }
+    }
+  }
+
+  async download(objectPath: string, destFile: string, opts: { maxBytes?: number; signal?: AbortSignal } = {}) {
+    return writeStreamToFile(createReadStream(this.resolve(objectPath)), destFile, opts);
+  }
+
+  async upload(srcFile: string, objectPath: string, opts: { contentType?: string; signal?: AbortSignal } = {}) {
+    const dest = this.resolve(objectPath);
+    await mkdir(path.dirname(dest), { recursive: true });
+    // Write beside the target and rename, so readers never see a half-written output.
+    const partial = `${dest}.partial-${randomUUID()}`;
+    const { bytes } = await writeStreamToFile(createReadStream(srcFile), partial, { signal: opts.signal });
+    await rename(partial, dest);
+    return { bytes, url: pathToFileURL(dest).href };
+  }
+
+  urlFor(objectPath: string): string {
+    return pathToFileURL(this.resolve(objectPath)).href;
+  }
+
+  /**
+   * Object paths come from API callers (input_path, templates), so they must never reach outside
+   * rootDir: absolute paths and ".." segments are refused outright rather than normalised.
+   */
+  private resolve(objectPath: string): string {
+    if (objectPath.includes("\0")) throw new Error("object path must not contain NUL bytes");
+    if (path.isAbsolute(objectPath)) throw new Error(`object path must be relative to the origin root: ${objectPath}`);
+    if (objectPath.split(/[\\/]/).includes("..")) throw new Error(`object path must not contain "..": ${objectPath}`);
+    const resolved = path.resolve(this.rootDir, objectPath);
+    // Belt and braces: the checks above should make this impossible.
+    const relative = path.relative(this.rootDir, resolved);
+    if (relative.startsWith("..") || path.isAbsolute(relative)) {
+      throw new Error(`object path escapes the origin root: ${objectPath}`);
+    }
+    return resolved;
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Node's fs messages already read well: "EACCES: permission denied, open '/srv/x'". */
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
