@@ -5,11 +5,12 @@ type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 type NullableBigInt = ColumnType<string | null, number | bigint | string | null | undefined, number | bigint | string | null>;
 type Json<T> = ColumnType<T, string, string>;
+type NullableJson<T> = ColumnType<T | null, string | null | undefined, string | null>;
 
 export interface OrganizationsTable {
   id: string;
   name: string;
-  created_at: Timestamp;
+  created_at: Generated<Timestamp>;
 }
 
 export interface ApiKeysTable {
@@ -20,7 +21,7 @@ export interface ApiKeysTable {
   display_prefix: string;
   /** Hex SHA-256 of the whole key; the key itself is never stored. */
   key_digest: string;
-  created_at: Timestamp;
+  created_at: Generated<Timestamp>;
   revoked_at: NullableTimestamp;
   last_used_at: NullableTimestamp;
 }
@@ -69,19 +70,19 @@ export interface JobsTable {
   input_origin_id: string | null;
   input_path: string;
   /** JobOrigin snapshots (proto3 JSON) taken at creation. */
-  input_origin: Json<unknown> | null;
+  input_origin: NullableJson<unknown>;
   output_origin_id: string;
   output_origin: Json<unknown>;
-  input_metadata: Json<unknown> | null;
+  input_metadata: NullableJson<unknown>;
   estimated_cost_minor: NullableBigInt;
   actual_cost_minor: NullableBigInt;
   currency: string;
-  error_code: string;
-  error_message: string;
+  error_code: Generated<string>;
+  error_message: Generated<string>;
   webhook_url: string;
   metadata: Json<Record<string, string>>;
   delayed_start: boolean;
-  execution: Json<unknown> | null;
+  execution: NullableJson<unknown>;
   idempotency_key: string | null;
   /** SHA-256 of the canonical request, to tell a retry from a different request with the same key. */
   request_digest: string;
@@ -105,12 +106,12 @@ export interface JobOutputsTable {
   spec: Json<unknown>;
   preset_id: string;
   path: string;
-  output_url: string;
+  output_url: Generated<string>;
   file_size_bytes: NullableBigInt;
   duration_ms: NullableBigInt;
   progress: Generated<number>;
-  error_code: string;
-  error_message: string;
+  error_code: Generated<string>;
+  error_message: Generated<string>;
   estimated_cost_minor: NullableBigInt;
   actual_cost_minor: NullableBigInt;
 }
@@ -123,8 +124,8 @@ export interface JobThumbnailsTable {
   spec: Json<unknown>;
   path: string;
   urls: Json<string[]>;
-  storyboard_url: string;
-  error_message: string;
+  storyboard_url: Generated<string>;
+  error_message: Generated<string>;
 }
 
 export interface OutboxTable {
@@ -133,7 +134,7 @@ export interface OutboxTable {
   /** What the message asks for, e.g. "job.probe", "job.encode". */
   topic: string;
   payload: Json<Record<string, unknown>>;
-  created_at: Timestamp;
+  created_at: Generated<Timestamp>;
   sent_at: NullableTimestamp;
 }
 

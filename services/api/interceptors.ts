@@ -1,0 +1,137 @@
+import { create, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { pathToString } from "@bufbuild/protobuf/reflect";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { createValidator } from "@bufbuild/protovalidate";
+import {
+  FieldPathElementSchema,
+  FieldPathSchema,
+  ViolationSchema,
+  ViolationsSchema,
+} from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { authenticate, type Caller } from "../auth/authenticate.js";
+import type { AuthRepository } from "../auth/auth.repository.js";
+import {
+  AlreadyExistsError,
+  DomainError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  UnauthenticatedError,
+  describeViolations,
+  type FieldViolation,
+} from "../common/errors.js";
+
+export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
+
+/** Domain error classes to Connect codes; everything unknown is INTERNAL with a logged cause. */
+const CODES: Array<[new (...args: never[]) => DomainError, Code]> = [
+  [NotFoundError, Code.NotFound],
+  [AlreadyExistsError, Code.AlreadyExists],
+  [FailedPreconditionError, Code.FailedPrecondition],
+  [PermissionDeniedError, Code.PermissionDenied],
+  [UnauthenticatedError, Code.Unauthenticated],
+];
+
+/** `outputs[0].video[1].codec` as a buf.validate.FieldPath (names and list indexes). */
+function fieldPathOf(field: string) {
+  const elements = [...field.matchAll(/([a-z_0-9]+)(?:\[(\d+)\])?/g)].map(([, name, index]) =>
+    create(FieldPathElementSchema, {
+      fieldName: name,
+      subscript: index === undefined ? { case: undefined } : { case: "index", value: BigInt(index) },
+    }),
+  );
+  return create(FieldPathSchema, { elements });
+}
+
+export function invalidArgument(violations: FieldViolation[], cause?: unknown): ConnectError {
+  const details = create(ViolationsSchema, {
+    violations: violations.map((v) => create(ViolationSchema, { field: fieldPathOf(v.field), ruleId: v.rule, message: v.message })),
+  });
+  return new ConnectError(describeViolations(violations), Code.InvalidArgument, undefined, [{ desc: ViolationsSchema, value: details }], cause);
+}
+
+export function toConnectError(err: unknown, log: (msg: string, err: unknown) => void): ConnectError {
+  if (err instanceof InvalidArgumentError) return invalidArgument(err.violations, err);
+  for (const [type, code] of CODES) if (err instanceof type) return new ConnectError(err.message, code, undefined, undefined, err);
+  if (err instanceof ConnectError) return err;
+  log("internal error", err);
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+/** Outermost: maps domain errors (also those thrown while a stream is being read) to Connect codes. */
+export function errorInterceptor(log: (msg: string, err: unknown) => void): Interceptor {
+  return (next) => async (req) => {
+    try {
+      const res = await next(req);
+      if (!res.stream) return res;
+      const source = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* source;
+          } catch (err) {
+            throw toConnectError(err, log);
+          }
+        })(),
+      };
+    } catch (err) {
+      throw toConnectError(err, log);
+    }
+  };
+}
+
+/** Every RPC needs `Authorization: Bearer <key>` and `X-Organization-ID`. */
+export function authInterceptor(keys: Pick<AuthRepository, "findActiveKey">): Interceptor {
+  return (next) => async (req) => {
+    const caller = await authenticate(keys, req.header.get("authorization"), req.header.get("x-organization-id"));
+    req.contextValues.set(callerKey, caller);
+    return next(req);
+  };
+}
+
+/** Cross-field rules per request type, run with protovalidate so one answer lists every violation. */
+export type SemanticCheck = (message: Message) => FieldViolation[];
+
+/**
+ * Validates each request against its protovalidate rules plus the pure cross-field checks
+ * registered for its type, and answers INVALID_ARGUMENT naming every violating field path.
+ */
+export function validationInterceptor(checks: Map<DescMessage, SemanticCheck>): Interceptor {
+  const validator = createValidator();
+  const validate = (schema: DescMessage, message: Message) => {
+    const violations: FieldViolation[] = [];
+    const result = validator.validate(schema, message);
+    if (result.kind === "error") throw result.error;
+    if (result.kind === "invalid") {
+      for (const v of result.error.violations) {
+        violations.push({ field: pathToString(v.field), rule: v.ruleId, message: v.forKey ? `key ${v.message}` : v.message });
+      }
+    }
+    const check = checks.get(schema);
+    if (check) {
+      const seen = new Set(violations.map((v) => `${v.field} ${v.rule}`));
+      for (const v of check(message)) if (!seen.has(`${v.field} ${v.rule}`)) violations.push(v);
+    }
+    if (violations.length) throw invalidArgument(violations);
+  };
+  return (next) => async (req) => {
+    if (!req.stream) {
+      validate(req.method.input, req.message);
+      return next(req);
+    }
+    // Server streaming (Watch): the request arrives as a stream of one message.
+    const source = req.message;
+    const schema = req.method.input;
+    return next({
+      ...req,
+      message: (async function* () {
+        for await (const message of source) {
+          validate(schema, message);
+          yield message;
+        }
+      })(),
+    });
+  };
+}

@@ -1,0 +1,116 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { AuthRepository } from "../auth/auth.repository.js";
+import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
+import { routes, semanticChecks, type ApiDependencies } from "./routes.js";
+
+export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"> {
+  keys: Pick<AuthRepository, "findActiveKey">;
+  /** For GET /readyz: resolves when the database answers. */
+  checkDatabase: () => Promise<void>;
+  log: (msg: string, err?: unknown) => void;
+  shutdownTimeoutMs: number;
+}
+
+export interface ApiServer {
+  /** Resolves with the bound port (0 picks a free one). */
+  listen(port: number, host?: string): Promise<number>;
+  /** Stops accepting, ends Watch streams, lets in-flight calls finish (up to the timeout), then closes. */
+  close(): Promise<void>;
+}
+
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * One port for the Connect protocol (JSON and binary), gRPC and gRPC-Web over HTTP/1.1 and
+ * cleartext HTTP/2: each connection's first bytes tell whether it opens with the HTTP/2 preface
+ * (h2c prior knowledge, as gRPC clients do) or is HTTP/1.1.
+ */
+export function createApiServer(options: ApiServerOptions): ApiServer {
+  const shutdown = new AbortController();
+  const connect = connectNodeAdapter({
+    routes: routes({ ...options, shutdownSignal: shutdown.signal }),
+    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys), validationInterceptor(semanticChecks)],
+    // snake_case like the reference, and zero values (progress: 0, error_code: "") spelled out.
+    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true },
+  });
+
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    const path = (req.url ?? "").split("?")[0];
+    if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
+      void health(path, res);
+      return;
+    }
+    inFlight++;
+    res.on("close", () => {
+      if (--inFlight === 0) drained?.();
+    });
+    connect(req as never, res as never);
+  };
+  const health = async (path: string, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    let status = 200;
+    let body: Record<string, string> = { status: "ok" };
+    if (path === "/readyz") {
+      try {
+        if (shutdown.signal.aborted) throw new Error("shutting down");
+        await options.checkDatabase();
+      } catch (err) {
+        status = 503;
+        body = { status: "unavailable", reason: err instanceof Error ? err.message : String(err) };
+      }
+    }
+    res.writeHead(status, { "content-type": "application/json" });
+    res.end(JSON.stringify(body));
+  };
+
+  const h1 = http.createServer(handler);
+  const h2 = http2.createServer(handler);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.Http2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+  });
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.once("data", (chunk) => {
+      socket.pause();
+      socket.unshift(chunk);
+      const n = Math.min(chunk.length, HTTP2_PREFACE.length);
+      const isHttp2 = chunk.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
+      (isHttp2 ? h2 : h1).emit("connection", socket);
+      socket.resume();
+    });
+  });
+
+  return {
+    listen(port, host = "0.0.0.0") {
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve((server.address() as net.AddressInfo).port);
+        });
+      });
+    },
+    async close() {
+      server.close();
+      shutdown.abort();
+      h1.closeIdleConnections();
+      for (const session of sessions) session.close();
+      if (inFlight > 0) {
+        await Promise.race([
+          new Promise<void>((resolve) => (drained = resolve)),
+          new Promise((resolve) => setTimeout(resolve, options.shutdownTimeoutMs).unref()),
+        ]);
+      }
+      h1.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}

@@ -1,0 +1,82 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { sql } from "kysely";
+import { AuthRepository } from "./auth/auth.repository.js";
+import type { Config } from "./config.js";
+import { connectPglite, connectPostgres, type DatabaseHandle } from "./db/connect.js";
+import { migrateToLatest } from "./db/migrate.js";
+import { JobRepository } from "./jobs/job.repository.js";
+import { JobManager } from "./jobs/job.service.js";
+import { CredentialCipher, parseEncryptionKey } from "./origins/credential-cipher.js";
+import { OriginRepository } from "./origins/origin.repository.js";
+import { OriginManager } from "./origins/origin.service.js";
+import { PresetRepository } from "./presets/preset.repository.js";
+import { PresetManager } from "./presets/preset.service.js";
+import { InProcessEventBus, type JobEventBus } from "./queue/event-bus.js";
+import { createStorageDriver } from "./storage/storage-driver.js";
+
+export interface App {
+  database: DatabaseHandle;
+  auth: AuthRepository;
+  origins: OriginManager;
+  presets: PresetManager;
+  jobs: JobManager;
+  events: JobEventBus;
+  close(): Promise<void>;
+}
+
+export function openDatabase(config: Config): Promise<DatabaseHandle> | DatabaseHandle {
+  return config.databaseUrl ? connectPostgres(config.databaseUrl) : connectPglite(join(config.dataDir, "pglite"));
+}
+
+/**
+ * The credential key from RENDITION_ENCRYPTION_KEY, else a key file in the data directory,
+ * created on first use. Replicas of a distributed install must share the same key.
+ */
+export function loadEncryptionKey(config: Config, log: (msg: string) => void): Buffer {
+  if (config.encryptionKey) return parseEncryptionKey(config.encryptionKey);
+  const file = join(config.dataDir, "encryption.key");
+  if (!existsSync(file)) {
+    mkdirSync(config.dataDir, { recursive: true });
+    writeFileSync(file, randomBytes(32).toString("base64") + "\n", { mode: 0o600 });
+    log(`created a credential encryption key in ${file}; set RENDITION_ENCRYPTION_KEY to share one across replicas`);
+  }
+  return parseEncryptionKey(readFileSync(file, "utf8").trim());
+}
+
+/** Wires the domain to its adapters. Migrates the database first, so every entry point sees the newest schema. */
+export async function createApp(config: Config, log: (msg: string) => void, events: JobEventBus = new InProcessEventBus()): Promise<App> {
+  const database = await openDatabase(config);
+  try {
+    await migrateToLatest(database.db);
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  const cipher = new CredentialCipher(loadEncryptionKey(config, log));
+  const origins = new OriginManager(
+    new OriginRepository(database.db),
+    cipher,
+    (originConfig, basePath, permissions) => createStorageDriver(originConfig).probe(basePath, permissions),
+    { allowLocalOrigins: config.allowLocalOrigins, localOriginRoots: config.localOriginRoots },
+  );
+  const presets = new PresetManager(new PresetRepository(database.db));
+  const jobs = new JobManager(new JobRepository(database.db), origins, presets, events);
+  return {
+    database,
+    auth: new AuthRepository(database.db),
+    origins,
+    presets,
+    jobs,
+    events,
+    async close() {
+      await events.close();
+      await database.close();
+    },
+  };
+}
+
+export async function checkDatabase(handle: DatabaseHandle): Promise<void> {
+  await sql`SELECT 1`.execute(handle.db);
+}

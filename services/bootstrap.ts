@@ -1,0 +1,63 @@
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { App } from "./app.js";
+import type { Config } from "./config.js";
+
+export interface Credentials {
+  organization_id: string;
+  api_key: string;
+  local_origin_id: string;
+}
+
+/**
+ * First start on an empty database: one organization, an API key and a read/write local origin
+ * rooted at `dataDir/storage`, so a fresh install can be used at once. The key is shown once and
+ * written to `dataDir/credentials.json` (mode 0600). Returns undefined when organizations exist.
+ */
+export async function bootstrapIfEmpty(app: App, config: Config): Promise<Credentials | undefined> {
+  if ((await app.auth.countOrganizations()) > 0) return undefined;
+  const org = await app.auth.createOrganization("Default organization");
+  const key = await app.auth.createApiKey(org.id, "bootstrap");
+  const rootDir = join(config.dataDir, "storage");
+  mkdirSync(rootDir, { recursive: true });
+  const origin = await app.origins.create(
+    org.id,
+    {
+      name: "Local storage",
+      description: `The server's directory ${rootDir}`,
+      permissions: ["read", "write"],
+      basePath: "",
+      pathTemplate: "",
+      local: { rootDir },
+      httpHeaders: {},
+    },
+    { trusted: true },
+  );
+  const credentials: Credentials = { organization_id: org.id, api_key: key.key, local_origin_id: origin.id };
+  mkdirSync(config.dataDir, { recursive: true });
+  const file = join(config.dataDir, "credentials.json");
+  writeFileSync(file, JSON.stringify(credentials, null, 2) + "\n", { mode: 0o600 });
+  chmodSync(file, 0o600); // mode only applies when the file is created
+  return credentials;
+}
+
+/** The banner printed after a first start: the credentials and a curl command to paste. */
+export function describeCredentials(credentials: Credentials, config: Config, port: number): string {
+  const host = config.host === "0.0.0.0" || config.host === "::" ? "localhost" : config.host;
+  const base = `http://${host}:${port}`;
+  return [
+    "",
+    "First start: created an organization, an API key and a local storage origin.",
+    `  organization_id: ${credentials.organization_id}`,
+    `  api_key:         ${credentials.api_key}   (shown once; also in ${join(config.dataDir, "credentials.json")})`,
+    `  local_origin_id: ${credentials.local_origin_id}   (${join(config.dataDir, "storage")})`,
+    "",
+    "Try it: put a video at " + join(config.dataDir, "storage", "input.mp4") + " and run",
+    `  curl -sS -X POST ${base}/rendition.v1.JobService/Create \\`,
+    `    -H 'Authorization: Bearer ${credentials.api_key}' \\`,
+    `    -H 'X-Organization-ID: ${credentials.organization_id}' \\`,
+    `    -H 'Content-Type: application/json' \\`,
+    `    -d '{"input_origin_id": "${credentials.local_origin_id}", "input_path": "input.mp4", "output_origin_id": "${credentials.local_origin_id}", "outputs": [{"type": "OUTPUT_TYPE_MP4", "video": [{"codec": "VIDEO_CODEC_H264", "resolution": "RESOLUTION_720P"}]}]}'`,
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,53 @@
+import { OutputType } from "../../gen/rendition/v1/common_pb.js";
+import { ThumbnailMode, type JobServiceCreateRequest } from "../../gen/rendition/v1/job_pb.js";
+import type { FieldViolation } from "../common/errors.js";
+import { checkOutputShape, PROGRESSIVE_TYPES } from "./output-rules.js";
+import { checkPathTemplate } from "./path-template.js";
+
+/**
+ * Rules of a Create request that span fields, so protovalidate cannot state them. Pure: the
+ * validation interceptor runs it next to protovalidate so one answer names every violation.
+ * Rules that need the database (presets, origins) are checked by JobManager.create.
+ */
+export function checkCreateJobRequest(req: JobServiceCreateRequest): FieldViolation[] {
+  const violations: FieldViolation[] = [];
+  if (req.inputOriginId && !req.inputPath) {
+    violations.push({ field: "input_path", rule: "job.input_path_required", message: "is required with input_origin_id" });
+  }
+  if (req.inputUrl && req.inputPath) {
+    violations.push({ field: "input_path", rule: "job.input_path_with_url", message: "is only used with input_origin_id, not with input_url" });
+  }
+  if (req.inputPath.split("/").includes("..")) {
+    violations.push({ field: "input_path", rule: "job.input_path_relative", message: "must not contain '..' segments" });
+  }
+  if (req.outputPathTemplate) violations.push(...checkPathTemplate(req.outputPathTemplate, "output_path_template"));
+
+  req.outputs.forEach((output, i) => {
+    const path = `outputs[${i}]`;
+    // With a preset, the shape is checked after the preset is applied (JobManager.create).
+    if (!output.preset) violations.push(...checkOutputShape(output.type, output.video, path));
+    if (output.pathTemplate) violations.push(...checkPathTemplate(output.pathTemplate, `${path}.path_template`));
+    if (output.drm && PROGRESSIVE_TYPES.has(output.type)) {
+      violations.push({ field: `${path}.drm`, rule: "output.drm_streaming_only", message: "DRM applies to streaming outputs (hls, dash, adaptive) only" });
+    }
+    const streaming = output.type === OutputType.HLS || output.type === OutputType.DASH || output.type === OutputType.ADAPTIVE;
+    if (output.hls && output.type !== OutputType.HLS && output.type !== OutputType.ADAPTIVE && !output.preset) {
+      violations.push({ field: `${path}.hls`, rule: "output.hls_config_type", message: "only applies to hls and adaptive outputs" });
+    }
+    if (output.segments && !streaming && !output.preset) {
+      violations.push({ field: `${path}.segments`, rule: "output.segments_streaming_only", message: "only applies to streaming outputs" });
+    }
+  });
+
+  req.thumbnails.forEach((thumbnail, i) => {
+    const path = `thumbnails[${i}]`;
+    if (thumbnail.mode === ThumbnailMode.TIMESTAMPS && thumbnail.timestamps.length === 0) {
+      violations.push({ field: `${path}.timestamps`, rule: "thumbnail.timestamps_required", message: "needs at least one timestamp in timestamps mode" });
+    }
+    if (thumbnail.mode !== ThumbnailMode.TIMESTAMPS && thumbnail.timestamps.length > 0) {
+      violations.push({ field: `${path}.timestamps`, rule: "thumbnail.timestamps_mode", message: "is only used in THUMBNAIL_MODE_TIMESTAMPS" });
+    }
+    if (thumbnail.pathTemplate) violations.push(...checkPathTemplate(thumbnail.pathTemplate, `${path}.path_template`));
+  });
+  return violations;
+}

@@ -1,0 +1,135 @@
+import { parseArgs } from "node:util";
+import { createApiServer } from "./api/server.js";
+import { checkDatabase, createApp, openDatabase } from "./app.js";
+import { bootstrapIfEmpty, describeCredentials } from "./bootstrap.js";
+import { ConfigError, loadConfig, type Config } from "./config.js";
+import { migrateToLatest } from "./db/migrate.js";
+
+const USAGE = `Usage: npm start -- [command]
+
+Commands:
+  all                     API and encoder in one process (default; embedded defaults)
+  api                     the API server only (PORT, DATABASE_URL)
+  worker                  the encoder worker only
+  migrate                 apply database migrations and exit
+  org create NAME         create an organization; prints its id
+  key create --org ID     create an API key for an organization; prints the key once
+  key revoke KEY_ID       revoke an API key
+
+Configuration (environment): PORT, HOST, DATABASE_URL, RENDITION_DATA_DIR, RENDITION_ENCRYPTION_KEY,
+RENDITION_ALLOW_LOCAL_ORIGINS, RENDITION_LOCAL_ORIGIN_ROOTS, RENDITION_WATCH_HEARTBEAT_MS,
+RENDITION_SHUTDOWN_TIMEOUT_MS. See README.md.`;
+
+const log = (msg: string, err?: unknown) => {
+  const line = `${new Date().toISOString()} ${msg}`;
+  if (err) console.error(line, err);
+  else console.log(line);
+};
+
+async function runApi(config: Config): Promise<void> {
+  const app = await createApp(config, log);
+  const credentials = await bootstrapIfEmpty(app, config);
+  const server = createApiServer({
+    ...app,
+    keys: app.auth,
+    watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
+    checkDatabase: () => checkDatabase(app.database),
+    log,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+  });
+  const port = await server.listen(config.port, config.host);
+  log(`rendition API listening on ${config.host}:${port} (database: ${app.database.kind === "pglite" ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL"})`);
+  if (credentials) console.log(describeCredentials(credentials, config, port));
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: finishing in-flight calls and shutting down`);
+    await server.close();
+    await app.close();
+    log("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+async function withApp<T>(config: Config, fn: (app: Awaited<ReturnType<typeof createApp>>) => Promise<T>): Promise<T> {
+  const app = await createApp(config, log);
+  try {
+    return await fn(app);
+  } finally {
+    await app.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const config = loadConfig();
+  const [command = "all", ...rest] = argv;
+  switch (command) {
+    case "all":
+    case "api":
+      await runApi(config);
+      return -1; // keep running
+    case "worker":
+      console.error("The encoder worker is not part of this build yet: `all` and `api` accept and store jobs, which stay pending until a worker exists.");
+      return 2;
+    case "migrate": {
+      const database = await openDatabase(config);
+      try {
+        const applied = await migrateToLatest(database.db);
+        console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
+      } finally {
+        await database.close();
+      }
+      return 0;
+    }
+    case "org": {
+      const [sub, ...names] = rest;
+      const name = names.join(" ").trim();
+      if (sub !== "create" || !name) break;
+      const org = await withApp(config, (app) => app.auth.createOrganization(name));
+      console.log(JSON.stringify({ organization_id: org.id, name: org.name }));
+      return 0;
+    }
+    case "key": {
+      const [sub, ...args] = rest;
+      if (sub === "create") {
+        const { values } = parseArgs({ args, options: { org: { type: "string" }, name: { type: "string" } } });
+        if (!values.org) break;
+        const key = await withApp(config, async (app) => {
+          if (!(await app.auth.organizationExists(values.org!))) throw new ConfigError(`organization ${values.org} does not exist`);
+          return app.auth.createApiKey(values.org!, values.name ?? "");
+        });
+        console.log(JSON.stringify({ key_id: key.id, organization_id: key.organizationId, api_key: key.key }));
+        console.error("The api_key is shown only once: store it now.");
+        return 0;
+      }
+      if (sub === "revoke" && args[0]) {
+        const revoked = await withApp(config, (app) => app.auth.revokeApiKey(args[0]!));
+        console.log(revoked ? `revoked ${args[0]}` : `no active key ${args[0]}`);
+        return revoked ? 0 : 1;
+      }
+      break;
+    }
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return 0;
+  }
+  console.error(USAGE);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) console.error(`error: ${err.message}`);
+    else console.error("fatal:", err);
+    process.exit(1);
+  },
+);
