@@ -23,6 +23,8 @@ import {
 } from "../common/errors.js";
 
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
+/** Set instead of failing for requests whose handler adds database checks to the same answer. */
+export const violationsKey = createContextKey<FieldViolation[] | undefined>(undefined, { description: "request violations" });
 
 /** Domain error classes to Connect codes; everything unknown is INTERNAL with a logged cause. */
 const CODES: Array<[new (...args: never[]) => DomainError, Code]> = [
@@ -98,9 +100,9 @@ export type SemanticCheck = (message: Message) => FieldViolation[];
  * Validates each request against its protovalidate rules plus the pure cross-field checks
  * registered for its type, and answers INVALID_ARGUMENT naming every violating field path.
  */
-export function validationInterceptor(checks: Map<DescMessage, SemanticCheck>): Interceptor {
+export function validationInterceptor(checks: Map<DescMessage, SemanticCheck>, deferred: Set<DescMessage>): Interceptor {
   const validator = createValidator();
-  const validate = (schema: DescMessage, message: Message) => {
+  const validate = (schema: DescMessage, message: Message): FieldViolation[] => {
     const violations: FieldViolation[] = [];
     const result = validator.validate(schema, message);
     if (result.kind === "error") throw result.error;
@@ -114,11 +116,13 @@ export function validationInterceptor(checks: Map<DescMessage, SemanticCheck>): 
       const seen = new Set(violations.map((v) => `${v.field} ${v.rule}`));
       for (const v of check(message)) if (!seen.has(`${v.field} ${v.rule}`)) violations.push(v);
     }
-    if (violations.length) throw invalidArgument(violations);
+    if (violations.length && !deferred.has(schema)) throw invalidArgument(violations);
+    return violations;
   };
   return (next) => async (req) => {
     if (!req.stream) {
-      validate(req.method.input, req.message);
+      const violations = validate(req.method.input, req.message);
+      if (deferred.has(req.method.input)) req.contextValues.set(violationsKey, violations);
       return next(req);
     }
     // Server streaming (Watch): the request arrives as a stream of one message.

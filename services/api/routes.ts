@@ -12,7 +12,7 @@ import { toCreateOriginInput, toProtoOrigin } from "../origins/origin.mapper.js"
 import type { PresetManager } from "../presets/preset.service.js";
 import { toProtoPreset } from "../presets/preset.mapper.js";
 import type { JobEventBus } from "../queue/event-bus.js";
-import { callerKey, type SemanticCheck } from "./interceptors.js";
+import { callerKey, violationsKey, type SemanticCheck } from "./interceptors.js";
 import { checkCreateJobRequest } from "../jobs/job.validation.js";
 import type { DescMessage } from "@bufbuild/protobuf";
 
@@ -30,6 +30,9 @@ export interface ApiDependencies {
 export const semanticChecks = new Map<DescMessage, SemanticCheck>([
   [JobServiceCreateRequestSchema, (m) => checkCreateJobRequest(m as never)],
 ]);
+
+/** Requests whose handler reports the interceptor's violations together with its own database checks. */
+export const deferredValidation = new Set<DescMessage>([JobServiceCreateRequestSchema]);
 
 function org(ctx: HandlerContext): string {
   const caller = ctx.values.get(callerKey);
@@ -50,7 +53,7 @@ export function routes(deps: ApiDependencies) {
   const { jobs, origins, presets } = deps;
   return (router: ConnectRouter) => {
     router.service(JobService, {
-      create: async (req, ctx) => ({ job: toProtoJob(await jobs.create(org(ctx), req)) }),
+      create: async (req, ctx) => ({ job: toProtoJob(await jobs.create(org(ctx), req, ctx.values.get(violationsKey))) }),
       get: async (req, ctx) => ({ job: toProtoJob(await jobs.get(org(ctx), req.id)) }),
       list: async (req, ctx) => {
         const page = await jobs.list(org(ctx), jobStatusName(req.status), parsePagination(req.pagination));

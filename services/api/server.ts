@@ -4,7 +4,7 @@ import net from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { AuthRepository } from "../auth/auth.repository.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
-import { routes, semanticChecks, type ApiDependencies } from "./routes.js";
+import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
 export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"> {
   keys: Pick<AuthRepository, "findActiveKey">;
@@ -32,7 +32,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   const shutdown = new AbortController();
   const connect = connectNodeAdapter({
     routes: routes({ ...options, shutdownSignal: shutdown.signal }),
-    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys), validationInterceptor(semanticChecks)],
+    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys), validationInterceptor(semanticChecks, deferredValidation)],
     // snake_case like the reference, and zero values (progress: 0, error_code: "") spelled out.
     jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true },
   });

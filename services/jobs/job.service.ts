@@ -94,18 +94,22 @@ export class JobManager {
    * outbox message in the same transaction. With an idempotency key, a retry of the same request
    * returns the original job and a different request is ALREADY_EXISTS.
    */
-  async create(organizationId: string, req: JobServiceCreateRequest): Promise<JobRecord> {
+  async create(organizationId: string, req: JobServiceCreateRequest, knownViolations?: FieldViolation[]): Promise<JobRecord> {
+    // The validation interceptor hands over what it found (schema and cross-field rules) so the
+    // answer can also name what only the database knows: one error listing every violation.
+    const violations = knownViolations ?? checkCreateJobRequest(req);
     const digest = requestDigest(req);
-    if (req.idempotencyKey) {
+    if (req.idempotencyKey && violations.length === 0) {
       const existing = await this.repo.findByIdempotencyKey(organizationId, req.idempotencyKey);
       if (existing) return this.replay(existing, digest);
     }
 
-    const violations: FieldViolation[] = checkCreateJobRequest(req);
     const inputOrigin = req.inputOriginId
       ? await this.origins.requireForJob(organizationId, req.inputOriginId, "read", "input_origin_id")
       : undefined;
-    const outputOrigin = await this.origins.requireForJob(organizationId, req.outputOriginId, "write", "output_origin_id");
+    const outputOrigin = req.outputOriginId
+      ? await this.origins.requireForJob(organizationId, req.outputOriginId, "write", "output_origin_id")
+      : undefined;
     for (const o of [inputOrigin, outputOrigin]) if (o && "field" in o) violations.push(o);
 
     const specs: OutputSpec[] = [];

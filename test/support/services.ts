@@ -74,7 +74,7 @@ export async function ensurePostgres(options: EnsureOptions = {}): Promise<TestS
     return { url: probeUrl, origin: "reused", stop: noop };
   }
 
-  const binDir = await findPostgresBinDir(options.binaryDirs ?? postgresSearchDirs(env));
+  const binDir = await locatePostgres(env, options.binaryDirs);
   if (!binDir) {
     throw new Error(
       `PostgreSQL is not reachable at ${redact(probeUrl)} (${problem}) and no PostgreSQL server binaries ` +
@@ -115,8 +115,14 @@ function postgresSearchDirs(env: NodeJS.ProcessEnv): string[] {
   return [...dirs, ...versions.map((v) => path.join(root, v, "bin"))];
 }
 
-/** The first directory holding initdb, pg_ctl and postgres, after resolving symlinks (PATH may hold links). */
-async function findPostgresBinDir(dirs: string[]): Promise<string | undefined> {
+/**
+ * The directory of the PostgreSQL server binaries: the first of PATH, then /usr/lib/postgresql/<highest>/bin,
+ * (or of `dirs`) holding initdb and pg_ctl, with symlinks resolved, so that postgres sits next to them.
+ */
+export async function locatePostgres(
+  env: NodeJS.ProcessEnv = process.env,
+  dirs: string[] = postgresSearchDirs(env),
+): Promise<string | undefined> {
   for (const dir of dirs) {
     const initdb = path.join(dir, "initdb");
     if (!isExecutable(initdb) || !isExecutable(path.join(dir, "pg_ctl"))) continue;
@@ -263,7 +269,7 @@ export async function ensureNats(options: EnsureOptions = {}): Promise<TestServi
     return { url: probeUrl, origin: "reused", stop: noop };
   }
 
-  const binary = findNatsServer(options.binaryDirs ?? [...pathDirs(env), "/usr/sbin", "/usr/bin"]);
+  const binary = locateNatsServer(env, options.binaryDirs);
   if (!binary) {
     throw new Error(
       `NATS with JetStream is not usable at ${probeUrl} (${problem}) and no nats-server binary was found ` +
@@ -329,7 +335,11 @@ export async function probeNats(url: string, timeoutMs = 3000): Promise<string |
   });
 }
 
-function findNatsServer(dirs: string[]): string | undefined {
+/** nats-server on PATH, else in /usr/sbin (Debian's package), or in `dirs` when given. */
+export function locateNatsServer(
+  env: NodeJS.ProcessEnv = process.env,
+  dirs: string[] = [...pathDirs(env), "/usr/sbin", "/usr/bin"],
+): string | undefined {
   return dirs.map((dir) => path.join(dir, "nats-server")).find(isExecutable);
 }
 
@@ -371,7 +381,7 @@ async function startNats(binary: string): Promise<{ url: string; baseDir: string
           process.off("exit", killSync);
           if (proc.exitCode === null && proc.signalCode === null) {
             proc.kill("SIGTERM");
-            const timedOut = await Promise.race([exited.then(() => false), sleep(10_000).then(() => true)]);
+            const timedOut = await Promise.race([exited.then(() => false), sleep(10_000, undefined, { ref: false }).then(() => true)]);
             if (timedOut) {
               proc.kill("SIGKILL");
               await exited;

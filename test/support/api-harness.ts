@@ -1,0 +1,87 @@
+import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
+import { createApiServer, type ApiServer } from "../../services/api/server.js";
+import { checkDatabase, createApp, type App } from "../../services/app.js";
+import { bootstrapIfEmpty, type Credentials } from "../../services/bootstrap.js";
+import { loadConfig, type Config } from "../../services/config.js";
+import { JobService } from "../../gen/rendition/v1/job_pb.js";
+import { OriginService } from "../../gen/rendition/v1/origin_pb.js";
+import { PresetService } from "../../gen/rendition/v1/preset_pb.js";
+
+export interface TestApi {
+  app: App;
+  config: Config;
+  server: ApiServer;
+  baseUrl: string;
+  port: number;
+  /** The bootstrap organization, key and local origin. */
+  credentials: Credentials;
+  /** Connect (HTTP/1.1, JSON) client authenticated as `auth` (default: the bootstrap credentials). */
+  client<S extends DescService>(service: S, auth?: { apiKey: string; organizationId: string }, transport?: Transport): Client<S>;
+  jobs: Client<typeof JobService>;
+  origins: Client<typeof OriginService>;
+  presets: Client<typeof PresetService>;
+  close(): Promise<void>;
+}
+
+export function authHeaders(auth: { apiKey: string; organizationId: string }): Interceptor {
+  return (next) => (req) => {
+    req.header.set("authorization", `Bearer ${auth.apiKey}`);
+    req.header.set("x-organization-id", auth.organizationId);
+    return next(req);
+  };
+}
+
+/**
+ * The real API on a real HTTP server (port 0) over `databaseUrl` (PostgreSQL) or, when
+ * undefined, an in-memory PGlite; data directory and local storage in a temp dir.
+ */
+export async function startTestApi(databaseUrl: string | undefined, env: Record<string, string> = {}): Promise<TestApi> {
+  const dataDir = mkdtempSync(join(tmpdir(), "rendition-test-"));
+  mkdirSync(join(dataDir, "storage"), { recursive: true });
+  const config = loadConfig({
+    RENDITION_DATA_DIR: dataDir,
+    RENDITION_ALLOW_LOCAL_ORIGINS: "true",
+    RENDITION_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
+    RENDITION_SHUTDOWN_TIMEOUT_MS: "2000",
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    ...env,
+  });
+  const quiet = () => {};
+  const app = await createApp(config, quiet);
+  const credentials = (await bootstrapIfEmpty(app, config))!;
+  const server = createApiServer({
+    ...app,
+    keys: app.auth,
+    watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
+    checkDatabase: () => checkDatabase(app.database),
+    log: (msg, err) => console.error(msg, err),
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+  });
+  const port = await server.listen(0, "127.0.0.1");
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const defaultAuth = { apiKey: credentials.api_key, organizationId: credentials.organization_id };
+  const client = <S extends DescService>(service: S, auth = defaultAuth, transport?: Transport) =>
+    createClient(service, transport ?? createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [authHeaders(auth)] }));
+  return {
+    app,
+    config,
+    server,
+    baseUrl,
+    port,
+    credentials,
+    client,
+    jobs: client(JobService),
+    origins: client(OriginService),
+    presets: client(PresetService),
+    async close() {
+      await server.close();
+      await app.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
