@@ -33,8 +33,9 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   const connect = connectNodeAdapter({
     routes: routes({ ...options, shutdownSignal: shutdown.signal }),
     interceptors: [errorInterceptor(options.log), authInterceptor(options.keys), validationInterceptor(semanticChecks, deferredValidation)],
-    // snake_case like the reference, and zero values (progress: 0, error_code: "") spelled out.
-    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true },
+    // snake_case like the reference, zero values (progress: 0, error_code: "") spelled out, and a
+    // misspelled field or enum name is an error instead of being silently dropped.
+    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false },
   });
 
   let inFlight = 0;
