@@ -63,7 +63,6 @@ export function routes(deps: ApiDependencies) {
       confirm: async (req, ctx) => ({ job: toProtoJob(await jobs.confirm(org(ctx), req.id)) }),
       watch: async function* (req, ctx) {
         const organizationId = org(ctx);
-        await jobs.get(organizationId, req.id); // NOT_FOUND before the stream starts
         const signal = AbortSignal.any([ctx.signal, deps.shutdownSignal]);
         const events = watchJob(deps.events, () => jobs.get(organizationId, req.id), req.id, { ...deps.watch, signal });
         for await (const { event, job } of events) {

@@ -109,8 +109,10 @@ export class JobManager {
       : undefined;
     const outputOrigin = req.outputOriginId
       ? await this.origins.requireForJob(organizationId, req.outputOriginId, "write", "output_origin_id")
-      : undefined;
-    for (const o of [inputOrigin, outputOrigin]) if (o && "field" in o) violations.push(o);
+      : { field: "output_origin_id", rule: "required", message: "value is required" };
+    for (const o of [inputOrigin, outputOrigin]) {
+      if (o && "field" in o && !violations.some((v) => v.field === o.field)) violations.push(o);
+    }
 
     const specs: OutputSpec[] = [];
     for (const [i, output] of req.outputs.entries()) {
@@ -173,7 +175,7 @@ export class JobManager {
     const thumbnails: JobThumbnailRecord[] = req.thumbnails.map((spec, position) => {
       const id = newId("thm");
       const template = pickTemplate(spec.pathTemplate, req.outputPathTemplate, output.pathTemplate);
-      const format = enumWord(ImageFormat, spec.format || ImageFormat.JPEG).replace("image_format_", "");
+      const format = enumWord(ImageFormat, spec.format || ImageFormat.JPEG);
       const values = { job_id: jobId, output_id: id, output_index: String(position), format, codec: "", resolution: "", quality: "" };
       return { id, position, status: "pending", spec, path: resolvePathTemplate(template, values, now), urls: [], storyboardUrl: "", errorMessage: "" };
     });

@@ -130,6 +130,23 @@ describe("JobService.Create", () => {
     expect(output.path.endsWith(".webm")).toBe(true);
   });
 
+  it("stores thumbnail specs with their resolved path prefix", async () => {
+    const { job } = await api.jobs.create(
+      request({
+        thumbnails: [
+          { mode: ThumbnailMode.SPRITE, intervalSeconds: 2, width: 160 },
+          { mode: ThumbnailMode.TIMESTAMPS, timestamps: [0.5, 1.5], pathTemplate: "thumbs/{job_id}/{output_index}" },
+        ],
+      }),
+    );
+    const [sprite, timestamps] = job!.thumbnails;
+    expect(sprite!.id).toMatch(/^thm_/);
+    expect(sprite!.spec).toMatchObject({ mode: ThumbnailMode.SPRITE, intervalSeconds: 2, width: 160 });
+    expect(sprite!.path).toBe(`${job!.id}/${sprite!.id}`);
+    expect(timestamps!.path).toBe(`thumbs/${job!.id}/1`);
+    expect((await api.jobs.get({ id: job!.id })).job!.thumbnails.map((t) => t.id)).toEqual([sprite!.id, timestamps!.id]);
+  });
+
   it("refuses two outputs that would write the same path", async () => {
     const err = await connectError(
       api.jobs.create(request({ outputPathTemplate: "{job_id}/video", outputs: [request().outputs[0]!, request().outputs[0]!] })),
