@@ -58,7 +58,14 @@ export async function createApp(config: Config, log: (msg: string) => void, even
   const origins = new OriginManager(
     new OriginRepository(database.db),
     cipher,
-    (originConfig, basePath, permissions) => createStorageDriver(originConfig).probe(basePath, permissions),
+    async (originConfig, basePath, permissions) => {
+      const driver = createStorageDriver(originConfig);
+      try {
+        await driver.probe(basePath, permissions);
+      } finally {
+        driver.destroy?.();
+      }
+    },
     { allowLocalOrigins: config.allowLocalOrigins, localOriginRoots: config.localOriginRoots },
   );
   const presets = new PresetManager(new PresetRepository(database.db));

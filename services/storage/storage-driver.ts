@@ -55,6 +55,8 @@ export interface StorageDriver {
   upload(srcFile: string, path: string, opts?: { contentType?: string; signal?: AbortSignal }): Promise<{ bytes: number; url: string }>;
   /** Canonical URL of an object for output_url: s3://bucket/key, file:///abs/path, https://... */
   urlFor(path: string): string;
+  /** Releases pooled connections, for drivers that hold them. */
+  destroy?(): void;
 }
 
 /** The origin cannot be used as configured; the message is meant for the API caller. */
