@@ -3,6 +3,7 @@ import { createApiServer } from "./api/server.js";
 import { checkDatabase, createApp, openDatabase } from "./app.js";
 import { bootstrapIfEmpty, describeCredentials } from "./bootstrap.js";
 import { ConfigError, loadConfig, type Config } from "./config.js";
+import { DatabaseInUseError } from "./db/connect.js";
 import { migrateToLatest } from "./db/migrate.js";
 
 const USAGE = `Usage: npm start -- [command]
@@ -20,10 +21,11 @@ Configuration (environment): PORT, HOST, DATABASE_URL, RENDITION_DATA_DIR, RENDI
 RENDITION_ALLOW_LOCAL_ORIGINS, RENDITION_LOCAL_ORIGIN_ROOTS, RENDITION_WATCH_HEARTBEAT_MS,
 RENDITION_SHUTDOWN_TIMEOUT_MS. See README.md.`;
 
+/** Diagnostics go to stderr; stdout carries only results (credentials banner, admin command JSON). */
 const log = (msg: string, err?: unknown) => {
   const line = `${new Date().toISOString()} ${msg}`;
   if (err) console.error(line, err);
-  else console.log(line);
+  else console.error(line);
 };
 
 async function runApi(config: Config): Promise<void> {
@@ -64,6 +66,18 @@ async function withApp<T>(config: Config, fn: (app: Awaited<ReturnType<typeof cr
   }
 }
 
+class UsageError extends Error {}
+
+/** Runs an argument parser, turning its complaints into usage errors (exit 2, usage printed). */
+function parseOptions<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS_")) throw new UsageError((err as Error).message);
+    throw err;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
   const [command = "all", ...rest] = argv;
@@ -96,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
     case "key": {
       const [sub, ...args] = rest;
       if (sub === "create") {
-        const { values } = parseArgs({ args, options: { org: { type: "string" }, name: { type: "string" } } });
+        const { values } = parseOptions(() => parseArgs({ args, options: { org: { type: "string" }, name: { type: "string" } } }));
         if (!values.org) break;
         const key = await withApp(config, async (app) => {
           if (!(await app.auth.organizationExists(values.org!))) throw new ConfigError(`organization ${values.org} does not exist`);
@@ -108,7 +122,8 @@ async function main(argv: string[]): Promise<number> {
       }
       if (sub === "revoke" && args[0]) {
         const revoked = await withApp(config, (app) => app.auth.revokeApiKey(args[0]!));
-        console.log(revoked ? `revoked ${args[0]}` : `no active key ${args[0]}`);
+        if (revoked) console.log(`revoked ${args[0]}`);
+        else console.error(`no active key ${args[0]}`);
         return revoked ? 0 : 1;
       }
       break;
@@ -128,7 +143,11 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
-    if (err instanceof ConfigError) console.error(`error: ${err.message}`);
+    if (err instanceof UsageError) {
+      console.error(`error: ${err.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    if (err instanceof ConfigError || err instanceof DatabaseInUseError) console.error(`error: ${err.message}`);
     else console.error("fatal:", err);
     process.exit(1);
   },

@@ -84,8 +84,13 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       socket.unshift(chunk);
       const n = Math.min(chunk.length, HTTP2_PREFACE.length);
       const isHttp2 = chunk.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
-      (isHttp2 ? h2 : h1).emit("connection", socket);
-      socket.resume();
+      if (isHttp2) {
+        // The HTTP/2 session reads the buffered preface itself; resuming here would drop it.
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
     });
   });
 

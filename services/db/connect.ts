@@ -1,4 +1,5 @@
-import { mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import type { Database } from "./schema.js";
@@ -20,14 +21,68 @@ export function connectPostgres(url: string, maxConnections = 10): DatabaseHandl
   return { db, kind: "postgres", close: () => db.destroy() };
 }
 
-/** Embedded PostgreSQL (WASM) persisted in `dataDir`; `undefined` keeps it in memory. */
+export class DatabaseInUseError extends Error {}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * PGlite is single-process: a second process on the same directory would silently overwrite the
+ * first one's writes. A lock file holding the owner's pid refuses that (a stale lock from a
+ * process that died is taken over).
+ */
+function lockDataDir(dataDir: string): () => void {
+  const lockFile = join(dataDir, "rendition.lock");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(lockFile, "wx");
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(lockFile, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const owner = Number(readFileSync(lockFile, "utf8").trim());
+      if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) {
+        throw new DatabaseInUseError(
+          `the embedded database in ${dataDir} is in use by process ${owner}: stop that process first, or use PostgreSQL (DATABASE_URL)`,
+        );
+      }
+      rmSync(lockFile, { force: true });
+    }
+  }
+  throw new DatabaseInUseError(`could not lock the embedded database in ${dataDir}`);
+}
+
+/** Embedded PostgreSQL (WASM) persisted in `dataDir` (locked to this process); `undefined` keeps it in memory. */
 export async function connectPglite(dataDir?: string): Promise<DatabaseHandle> {
   const [{ PGlite }, { PGliteDialect }] = await Promise.all([
     import("@electric-sql/pglite"),
     import("kysely-pglite-dialect"),
   ]);
-  if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const pglite = await PGlite.create(dataDir);
-  const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
-  return { db, kind: "pglite", close: () => db.destroy() };
+  let unlock = () => {};
+  if (dataDir) {
+    mkdirSync(dataDir, { recursive: true });
+    unlock = lockDataDir(dataDir);
+  }
+  try {
+    const pglite = await PGlite.create(dataDir);
+    const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+    return {
+      db,
+      kind: "pglite",
+      async close() {
+        await db.destroy();
+        unlock();
+      },
+    };
+  } catch (err) {
+    unlock();
+    throw err;
+  }
 }

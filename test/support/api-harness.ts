@@ -66,7 +66,7 @@ export async function startTestApi(databaseUrl: string | undefined, env: Record<
   const baseUrl = `http://127.0.0.1:${port}`;
   const defaultAuth = { apiKey: credentials.api_key, organizationId: credentials.organization_id };
   const client = <S extends DescService>(service: S, auth = defaultAuth, transport?: Transport) =>
-    createClient(service, transport ?? createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [authHeaders(auth)] }));
+    createClient(service, transport ?? createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false, interceptors: [authHeaders(auth)] }));
   return {
     app,
     config,
