@@ -85,10 +85,12 @@ export function errorInterceptor(log: (msg: string, err: unknown) => void): Inte
 }
 
 /** Every RPC needs `Authorization: Bearer <key>` and `X-Organization-ID`. */
-export function authInterceptor(keys: Pick<AuthRepository, "findActiveKey">): Interceptor {
+export function authInterceptor(keys: Pick<AuthRepository, "findActiveKey" | "touchApiKey">, log: (msg: string, err: unknown) => void): Interceptor {
   return (next) => async (req) => {
     const caller = await authenticate(keys, req.header.get("authorization"), req.header.get("x-organization-id"));
     req.contextValues.set(callerKey, caller);
+    // Bookkeeping for key rotation ("is this key still used?"); never worth failing a call for.
+    keys.touchApiKey(caller.apiKeyId).catch((err: unknown) => log("could not record API key use", err));
     return next(req);
   };
 }

@@ -1,7 +1,7 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { JobService, JobServiceCreateRequestSchema, WatchEvent } from "../../gen/rendition/v1/job_pb.js";
-import { OriginService } from "../../gen/rendition/v1/origin_pb.js";
+import { OriginService, OriginServiceCreateRequestSchema } from "../../gen/rendition/v1/origin_pb.js";
 import { PresetService } from "../../gen/rendition/v1/preset_pb.js";
 import { parsePagination } from "../common/pagination.js";
 import { jobStatusName, toProtoJob } from "../jobs/job.mapper.js";
@@ -32,7 +32,7 @@ export const semanticChecks = new Map<DescMessage, SemanticCheck>([
 ]);
 
 /** Requests whose handler reports the interceptor's violations together with its own database checks. */
-export const deferredValidation = new Set<DescMessage>([JobServiceCreateRequestSchema]);
+export const deferredValidation = new Set<DescMessage>([JobServiceCreateRequestSchema, OriginServiceCreateRequestSchema]);
 
 function org(ctx: HandlerContext): string {
   const caller = ctx.values.get(callerKey);
@@ -71,7 +71,9 @@ export function routes(deps: ApiDependencies) {
       },
     });
     router.service(OriginService, {
-      create: async (req, ctx) => ({ origin: toProtoOrigin(await origins.create(org(ctx), toCreateOriginInput(req))) }),
+      create: async (req, ctx) => ({
+        origin: toProtoOrigin(await origins.create(org(ctx), toCreateOriginInput(req), { knownViolations: ctx.values.get(violationsKey) })),
+      }),
       get: async (req, ctx) => ({ origin: toProtoOrigin(await origins.get(org(ctx), req.id)) }),
       list: async (req, ctx) => {
         const page = await origins.list(org(ctx), parsePagination(req.pagination), req.includeArchived);

@@ -7,7 +7,7 @@ import { authInterceptor, errorInterceptor, validationInterceptor } from "./inte
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
 export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"> {
-  keys: Pick<AuthRepository, "findActiveKey">;
+  keys: Pick<AuthRepository, "findActiveKey" | "touchApiKey">;
   /** For GET /readyz: resolves when the database answers. */
   checkDatabase: () => Promise<void>;
   log: (msg: string, err?: unknown) => void;
@@ -32,7 +32,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   const shutdown = new AbortController();
   const connect = connectNodeAdapter({
     routes: routes({ ...options, shutdownSignal: shutdown.signal }),
-    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys), validationInterceptor(semanticChecks, deferredValidation)],
+    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
     // snake_case like the reference, zero values (progress: 0, error_code: "") spelled out, and a
     // misspelled field or enum name is an error instead of being silently dropped.
     jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false },

@@ -51,6 +51,17 @@ export class AuthRepository {
     return result.numUpdatedRows > 0n;
   }
 
+  /** Records that a key was used, at most once a minute per key (a write per request would be waste). */
+  async touchApiKey(id: string): Promise<void> {
+    const now = new Date();
+    await this.db
+      .updateTable("api_keys")
+      .set({ last_used_at: now })
+      .where("id", "=", id)
+      .where((eb) => eb.or([eb("last_used_at", "is", null), eb("last_used_at", "<", new Date(now.getTime() - 60_000))]))
+      .execute();
+  }
+
   /** The organization of an active key with this digest, or undefined. */
   async findActiveKey(digest: string): Promise<{ id: string; organizationId: string } | undefined> {
     const row = await this.db

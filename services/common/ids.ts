@@ -5,33 +5,36 @@ const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
 
 export type IdPrefix = "org" | "ak" | "ori" | "pst" | "job" | "out" | "thm" | "evt";
 
+let lastTime = -1;
+let lastRandom = 0n;
+const RANDOM_BITS = 80n;
+
 /**
  * Prefixed, time-sortable id in the ULID layout: 48-bit millisecond timestamp (10 chars) then
- * 80 random bits (16 chars). Ids of one prefix sort by creation time, so "newest first" is
- * "id descending" and a cursor only needs the last id.
+ * 80 random bits (16 chars). Ids sort by creation time, so "newest first" is "id descending" and a
+ * cursor only needs the last id. Within one millisecond this process increments the random part
+ * (ULID's monotonic mode), so ids made in order also sort in order.
  */
 export function newId(prefix: IdPrefix, now: number = Date.now()): string {
-  let time = "";
-  let t = now;
-  for (let i = 0; i < 10; i++) {
-    time = ALPHABET[t % 32] + time;
-    t = Math.floor(t / 32);
+  let random: bigint;
+  if (now <= lastTime && lastRandom + 1n < 1n << RANDOM_BITS) {
+    now = lastTime;
+    random = lastRandom + 1n;
+  } else {
+    random = BigInt(`0x${randomBytes(10).toString("hex")}`);
   }
-  const bytes = randomBytes(10);
-  let random = "";
-  // 80 bits = 16 base32 chars: read 5 bits at a time.
-  let acc = 0;
-  let bits = 0;
-  for (const byte of bytes) {
-    acc = (acc << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      random += ALPHABET[(acc >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-    acc &= (1 << bits) - 1;
+  lastTime = now;
+  lastRandom = random;
+  return `${prefix}_${encode(BigInt(now), 10)}${encode(random, 16)}`;
+}
+
+function encode(value: bigint, length: number): string {
+  let out = "";
+  for (let i = 0; i < length; i++) {
+    out = ALPHABET[Number(value & 31n)] + out;
+    value >>= 5n;
   }
-  return `${prefix}_${time}${random}`;
+  return out;
 }
 
 export function hasPrefix(id: string, prefix: IdPrefix): boolean {

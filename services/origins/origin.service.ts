@@ -1,4 +1,5 @@
-import { isAbsolute, relative, resolve } from "node:path";
+import { mkdir, realpath } from "node:fs/promises";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, type FieldViolation } from "../common/errors.js";
 import { newId } from "../common/ids.js";
 import { paginate, type PageRequest } from "../common/pagination.js";
@@ -20,7 +21,11 @@ export type ProbeOrigin = (config: OriginConfig, basePath: string, permissions: 
 
 export interface OriginPolicy {
   allowLocalOrigins: boolean;
-  /** Local origins must live under one of these directories. */
+  /**
+   * Local origins created through the API must live under `<root>/<organization id>` for one of
+   * these roots, so no organization can reach another's files. (The first-start origin of the
+   * default organization is the root itself.)
+   */
   localOriginRoots: string[];
 }
 
@@ -32,9 +37,27 @@ export class OriginManager {
     private readonly policy: OriginPolicy,
   ) {}
 
-  async create(organizationId: string, input: CreateOriginInput, options: { trusted?: boolean } = {}): Promise<OriginRecord> {
-    const violations = this.checkCreate(input, options.trusted ?? false);
-    if (violations.length) throw new InvalidArgumentError(violations);
+  /**
+   * Creates an origin after a real probe. `knownViolations` are what the validation interceptor
+   * found in the request; they are reported together with these checks in one answer.
+   */
+  async create(
+    organizationId: string,
+    input: CreateOriginInput,
+    options: { trusted?: boolean; knownViolations?: FieldViolation[] } = {},
+  ): Promise<OriginRecord> {
+    const violations = [...(options.knownViolations ?? [])];
+    const seen = new Set(violations.map((v) => `${v.field} ${v.rule}`));
+    for (const v of this.checkCreate(input, options.trusted ?? false)) if (!seen.has(`${v.field} ${v.rule}`)) violations.push(v);
+    let localDir: string | undefined;
+    if (input.local && violations.length === 0) {
+      const checked = options.trusted ? { dir: resolve(input.local.rootDir) } : await this.checkLocalDir(organizationId, input.local.rootDir);
+      if ("field" in checked) violations.push(checked);
+      else localDir = checked.dir;
+    }
+    if (violations.length || !(input.s3 || input.http || localDir)) {
+      throw new InvalidArgumentError(violations.length ? violations : [{ field: "", rule: "message.oneof", message: "one of s3, http, local must be set" }]);
+    }
 
     const location: OriginLocation = {};
     const secrets: OriginSecrets = {};
@@ -55,7 +78,7 @@ export class OriginManager {
       if (Object.keys(input.httpHeaders).length) secrets.httpHeaders = input.httpHeaders;
     } else {
       provider = "local";
-      location.local = { rootDir: resolve(input.local!.rootDir) };
+      location.local = { rootDir: localDir! };
     }
 
     const now = new Date();
@@ -189,6 +212,28 @@ export class OriginManager {
     }
   }
 
+  /**
+   * A local directory is allowed when, symlinks resolved, it lies inside this organization's own
+   * area `<root>/<organization id>` of an allowed root. The area is created on first use.
+   */
+  private async checkLocalDir(organizationId: string, rootDir: string): Promise<{ dir: string } | FieldViolation> {
+    const field = "local.root_dir";
+    if (!isAbsolute(rootDir)) return { field, rule: "origin.local_root_absolute", message: "must be an absolute path" };
+    const areas = this.policy.localOriginRoots.map((root) => join(resolve(root), organizationId));
+    const area = areas.find((a) => isInside(a, resolve(rootDir)));
+    if (!area) {
+      return { field, rule: "origin.local_root_outside", message: `must be inside this organization's directory: ${areas.join(" or ")}` };
+    }
+    await mkdir(area, { recursive: true });
+    const dir = await realpath(resolve(rootDir)).catch(() => undefined);
+    if (!dir) return { field, rule: "origin.local_root_missing", message: `${rootDir} does not exist` };
+    if (!isInside(await realpath(area), dir)) {
+      return { field, rule: "origin.local_root_outside", message: `resolves (through a symbolic link) to ${dir}, outside ${area}` };
+    }
+    return { dir };
+  }
+
+  /** `trusted`: the server's own first-start origin, exempt from the rules for callers' local origins. */
   private checkCreate(input: CreateOriginInput, trusted: boolean): FieldViolation[] {
     const violations: FieldViolation[] = [];
     if (input.pathTemplate) violations.push(...checkPathTemplate(input.pathTemplate, "path_template"));
@@ -204,16 +249,8 @@ export class OriginManager {
     if (!input.http && Object.keys(input.httpHeaders).length) {
       violations.push({ field: "http_headers", rule: "origin.provider_mismatch", message: "is only for http origins" });
     }
-    if (input.local && !trusted) {
-      if (!this.policy.allowLocalOrigins) {
-        violations.push({ field: "local", rule: "origin.local_disabled", message: "local origins are disabled on this server (RENDITION_ALLOW_LOCAL_ORIGINS)" });
-      } else if (!this.policy.localOriginRoots.some((root) => isInside(root, input.local!.rootDir))) {
-        violations.push({
-          field: "local.root_dir",
-          rule: "origin.local_root_outside",
-          message: `must be inside one of the allowed directories: ${this.policy.localOriginRoots.join(", ")}`,
-        });
-      }
+    if (input.local && !trusted && !this.policy.allowLocalOrigins) {
+      violations.push({ field: "local", rule: "origin.local_disabled", message: "local origins are disabled on this server (RENDITION_ALLOW_LOCAL_ORIGINS)" });
     }
     return violations;
   }

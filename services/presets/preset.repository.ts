@@ -40,12 +40,13 @@ export class PresetRepository {
     return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
+  /** Ids start with `pst_`, which slugs may not, so the form of the value says which column to match. */
   async getByIdOrSlug(organizationId: string, idOrSlug: string): Promise<PresetRecord | undefined> {
     const row = await this.db
       .selectFrom("presets")
       .selectAll()
       .where("organization_id", "=", organizationId)
-      .where((eb) => eb.or([eb("id", "=", idOrSlug), eb("slug", "=", idOrSlug)]))
+      .where(idOrSlug.startsWith("pst_") ? "id" : "slug", "=", idOrSlug)
       .executeTakeFirst();
     return row && toRecord(row);
   }

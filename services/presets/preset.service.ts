@@ -73,6 +73,8 @@ export class PresetManager {
     const violations = checkSpec(input.spec);
     if (findSystemPreset(input.slug)) {
       violations.push({ field: "slug", rule: "preset.slug_reserved", message: `"${input.slug}" is the slug of a system preset` });
+    } else if (input.slug.startsWith("pst_")) {
+      violations.push({ field: "slug", rule: "preset.slug_reserved", message: "must not start with pst_, the prefix of preset ids" });
     }
     if (violations.length) throw new InvalidArgumentError(violations);
     const now = new Date();
