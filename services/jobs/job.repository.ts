@@ -1,5 +1,6 @@
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import type { Kysely, Transaction } from "kysely";
+import { OutputType } from "../../gen/rendition/v1/common_pb.js";
 import { OutputSpecSchema, ThumbnailSpecSchema } from "../../gen/rendition/v1/job_pb.js";
 import type { PageRequest } from "../common/pagination.js";
 import type { Database, JobOutputRow, JobRow, JobThumbnailRow } from "../db/schema.js";
@@ -124,7 +125,7 @@ export class JobRepository {
               id: o.id,
               job_id: job.id,
               position: o.position,
-              type: String(o.spec.type),
+              type: OutputType[o.spec.type]!.toLowerCase(), // "mp4": readable in psql; the spec holds the enum
               status: o.status,
               spec: JSON.stringify(toJson(OutputSpecSchema, o.spec)),
               preset_id: o.presetId,
