@@ -134,6 +134,8 @@ export class JobManager {
       specs.push(resolved);
     }
     if (violations.length) throw new InvalidArgumentError(violations);
+    // Stored as it will be encoded: an unset quality is the standard tier.
+    for (const spec of specs) for (const v of spec.video) v.quality ||= Quality.STANDARD;
     const output = outputOrigin as OriginRecord;
 
     const now = new Date();
