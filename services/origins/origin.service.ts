@@ -218,7 +218,6 @@ export class OriginManager {
    */
   private async checkLocalDir(organizationId: string, rootDir: string): Promise<{ dir: string } | FieldViolation> {
     const field = "local.root_dir";
-    if (!isAbsolute(rootDir)) return { field, rule: "origin.local_root_absolute", message: "must be an absolute path" };
     const areas = this.policy.localOriginRoots.map((root) => join(resolve(root), organizationId));
     const area = areas.find((a) => isInside(a, resolve(rootDir)));
     if (!area) {
@@ -251,6 +250,8 @@ export class OriginManager {
     }
     if (input.local && !trusted && !this.policy.allowLocalOrigins) {
       violations.push({ field: "local", rule: "origin.local_disabled", message: "local origins are disabled on this server (RENDITION_ALLOW_LOCAL_ORIGINS)" });
+    } else if (input.local && !isAbsolute(input.local.rootDir)) {
+      violations.push({ field: "local.root_dir", rule: "origin.local_root_absolute", message: "must be an absolute path" });
     }
     return violations;
   }

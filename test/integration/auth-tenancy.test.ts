@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, realpathSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -71,6 +71,16 @@ async function drain<T>(stream: AsyncIterable<T>): Promise<T[]> {
   const messages: T[] = [];
   for await (const message of stream) messages.push(message);
   return messages;
+}
+
+/** The violations of an INVALID_ARGUMENT answer as `field` (e.g. `local.root_dir`), rule id and message. */
+function violationsOf(err: ConnectError): Array<{ field: string; rule: string; message: string }> {
+  const [details] = err.findDetails(ViolationsSchema);
+  return (details?.violations ?? []).map((v) => ({
+    field: (v.field?.elements ?? []).map((e) => e.fieldName).join("."),
+    rule: v.ruleId,
+    message: v.message,
+  }));
 }
 
 function bootstrapAuth(): Auth {
@@ -211,6 +221,10 @@ describe("tenant isolation", () => {
   let b: ReturnType<typeof clientsFor>;
   let orgB: Auth;
   let orgBOriginId: string;
+  /** The server's first allowed local root (the bootstrap origin's directory) and the two organizations' areas in it. */
+  let root: string;
+  let aArea: string;
+  let bArea: string;
   // Organization A's resources.
   let aJobId: string;
   let aConfirmableJobId: string;
@@ -229,25 +243,29 @@ describe("tenant isolation", () => {
     orgB = { apiKey: key.key, organizationId: organization.id };
     b = clientsFor(orgB);
 
-    // Org B's own local origin, under the server's allowed root (org A's bootstrap origin is the root itself).
-    const root = api.config.localOriginRoots[0]!;
-    mkdirSync(join(root, "org-b"), { recursive: true });
+    // Org B's own local origin: its area <root>/<org B id> itself, which the server creates on first
+    // use. (Org A's bootstrap origin is the root itself; every other local origin lives in its
+    // organization's area.)
+    root = api.config.localOriginRoots[0]!;
+    bArea = join(root, orgB.organizationId);
+    aArea = join(root, api.credentials.organization_id);
+    expect(existsSync(bArea)).toBe(false);
     const bOrigin = await b.origins.create({
       name: "B storage",
       permissions: [OriginPermission.READ, OriginPermission.WRITE],
-      local: { rootDir: join(root, "org-b") },
+      local: { rootDir: bArea },
     });
     orgBOriginId = bOrigin.origin!.id;
 
     // Org A: a job (pending, so Cancel would succeed), a job awaiting confirmation (so Confirm
-    // would succeed), an extra origin and a preset.
-    mkdirSync(join(root, "org-a-extra"), { recursive: true });
+    // would succeed), an extra origin in its area and a preset.
+    mkdirSync(join(aArea, "extra"), { recursive: true });
     aOriginId = (
       await a.origins.create({
         name: "A extra storage",
         description: "org A only",
         permissions: [OriginPermission.READ, OriginPermission.WRITE],
-        local: { rootDir: join(root, "org-a-extra") },
+        local: { rootDir: join(aArea, "extra") },
       })
     ).origin!.id;
     aPresetId = (await a.presets.create({ slug: aPresetSlug, name: "A preset", spec: presetSpec })).preset!.id;
@@ -367,6 +385,55 @@ describe("tenant isolation", () => {
       expect(aIds).toContain(aOriginId);
       expect(aIds).toContain(api.credentials.local_origin_id);
       expect(aIds).not.toContain(orgBOriginId);
+    });
+
+    it("Create of a local origin in org A's area or on the bootstrap root is refused for org B (local.root_dir), and stores nothing", async () => {
+      const { origin: bootstrap } = await a.origins.get({ id: api.credentials.local_origin_id });
+      expect(bootstrap!.local!.rootDir).toBe(root);
+      const outside = { field: "local.root_dir", rule: "origin.local_root_outside", message: `must be inside this organization's directory: ${bArea}` };
+      for (const rootDir of [
+        root, // the bootstrap origin's directory, which holds every organization's area
+        aArea,
+        join(aArea, "extra"), // org A's existing origin
+        `${bArea}/../${api.credentials.organization_id}`, // into A's area through '..'
+        `${bArea}/../..`,
+      ]) {
+        const err = await connectError(b.origins.create({ name: "trespass", permissions: [OriginPermission.READ, OriginPermission.WRITE], local: { rootDir } }));
+        expect(err.code, rootDir).toBe(Code.InvalidArgument);
+        expect(violationsOf(err), rootDir).toEqual([outside]);
+      }
+
+      // Nor through a symbolic link in B's own area pointing into A's area or at the root.
+      for (const [name, target] of [
+        ["link-to-a", aArea],
+        ["link-to-root", root],
+      ] as const) {
+        const link = join(bArea, name);
+        symlinkSync(target, link, "dir");
+        const err = await connectError(b.origins.create({ name: "trespass", permissions: [OriginPermission.READ], local: { rootDir: link } }));
+        expect(err.code, link).toBe(Code.InvalidArgument);
+        expect(violationsOf(err), link).toEqual([
+          { field: "local.root_dir", rule: "origin.local_root_outside", message: `resolves (through a symbolic link) to ${realpathSync(target)}, outside ${bArea}` },
+        ]);
+      }
+
+      expect((await b.origins.list({ includeArchived: true })).origins.map((o) => o.id)).toEqual([orgBOriginId]);
+      const rows = await database.db.selectFrom("origins").select("id").where("name", "=", "trespass").execute();
+      expect(rows).toEqual([]);
+    });
+
+    it("Create of a local origin under <root>/<org B id> works for org B, and the origin is B's only", async () => {
+      // The one made in beforeAll: the area itself, created on first use.
+      const { origin: own } = await b.origins.get({ id: orgBOriginId });
+      expect(own).toMatchObject({ status: OriginStatus.ACTIVE, local: { rootDir: realpathSync(bArea) } });
+
+      mkdirSync(join(bArea, "renders"), { recursive: true });
+      const { origin } = await b.origins.create({ name: "B renders", permissions: [OriginPermission.READ, OriginPermission.WRITE], local: { rootDir: join(bArea, "renders") } });
+      expect(origin).toMatchObject({ status: OriginStatus.ACTIVE, local: { rootDir: realpathSync(join(bArea, "renders")) } });
+      expect((await connectError(a.origins.get({ id: origin!.id }))).code).toBe(Code.NotFound);
+      // B can write its outputs there.
+      const { job } = await b.jobs.create({ ...bJobRequest(), outputOriginId: origin!.id });
+      expect(job!.outputOrigin!.id).toBe(origin!.id);
     });
   });
 

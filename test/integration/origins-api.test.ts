@@ -1,6 +1,7 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { create, toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
@@ -117,9 +118,14 @@ function s3Origin(overrides: Partial<CreateOriginInit> = {}): CreateOriginInit {
   };
 }
 
-/** A fresh directory under the API's first allowed local root. */
+/** The bootstrap organization's own area `<root>/<organization id>` of the API's first allowed local root. */
+function orgArea(): string {
+  return join(api.config.localOriginRoots[0]!, api.credentials.organization_id);
+}
+
+/** A fresh directory in the bootstrap organization's area. */
 function localDir(name: string): string {
-  const dir = join(api.config.localOriginRoots[0]!, name);
+  const dir = join(orgArea(), name);
   mkdirSync(dir, { recursive: true });
   return dir;
 }
@@ -268,12 +274,34 @@ describe("s3 origins against s3rver", () => {
     expect(violations).toEqual([{ field: "s3_credentials", rule: "origin.s3_credentials_required", message: "is required for s3 origins" }]);
   });
 
-  // BUG (report): OriginService requests are not in `deferredValidation`, so a protovalidate violation
-  // answers before OriginManager.checkCreate runs: the caller learns about s3_credentials only after
-  // fixing s3.bucket. api-facts.md: error details carry *all* field violations at once.
-  it.fails("names schema and cross-field violations of one Create request together", async () => {
-    const { violations } = await invalid(api.origins.create(s3Origin({ s3: { bucket: "", endpoint: s3.endpoint }, s3Credentials: undefined })));
+  // OriginService.Create is in `deferredValidation`: the protovalidate violations reach OriginManager.create,
+  // which answers them together with its cross-field checks (api-facts.md: error details carry *all*
+  // field violations at once), instead of one round trip per kind of mistake.
+  it("names schema and cross-field violations of one Create request together", async () => {
+    const { err, violations } = await invalid(
+      api.origins.create(s3Origin({ name: "schema and cross-field", s3: { bucket: "", endpoint: s3.endpoint }, s3Credentials: undefined, basePath: "a/../b" })),
+    );
     expect(violations.map((v) => v.field)).toEqual(expect.arrayContaining(["s3.bucket", "s3_credentials"]));
+    expect(violations.map((v) => [v.field, v.rule]).sort()).toEqual([
+      ["base_path", "origin.base_path_relative"],
+      ["s3.bucket", "string.min_len"],
+      ["s3.bucket", "string.pattern"],
+      ["s3_credentials", "origin.s3_credentials_required"],
+    ]);
+    expect(violations).toContainEqual({ field: "s3_credentials", rule: "origin.s3_credentials_required", message: "is required for s3 origins" });
+    expect(err.rawMessage).toMatch(/^4 invalid fields: /);
+
+    // The same for a local origin: a schema violation (name) and a cross-field one (http_headers).
+    const local = await invalid(
+      api.origins.create({ name: "", permissions: [OriginPermission.READ], local: { rootDir: localDir("schema-and-cross-field") }, httpHeaders: { "X-Api-Token": "x" } }),
+    );
+    expect(local.violations.map((v) => [v.field, v.rule]).sort()).toEqual([
+      ["http_headers", "origin.provider_mismatch"],
+      ["name", "string.min_len"],
+    ]);
+    // Nothing was stored (the probe never ran).
+    const rows = await database.db.selectFrom("origins").select("id").where("name", "in", ["schema and cross-field", ""]).execute();
+    expect(rows).toEqual([]);
   });
 
   it("names both violations of a request with no provider and no permissions", async () => {
@@ -492,32 +520,103 @@ describe("http origins", () => {
 });
 
 describe("local origins", () => {
-  it("work inside the allowed root", async () => {
+  const outsideMessage = () => `must be inside this organization's directory: ${orgArea()}`;
+
+  it("work inside the organization's own area <root>/<organization id>, the area itself included", async () => {
     const dir = localDir("inside");
     const { origin } = await api.origins.create({ name: "inside", permissions: [OriginPermission.READ, OriginPermission.WRITE], local: { rootDir: dir }, basePath: "out" });
-    expect(origin).toMatchObject({ provider: OriginProvider.LOCAL, status: OriginStatus.ACTIVE, local: { rootDir: dir }, basePath: "out" });
+    expect(origin).toMatchObject({ provider: OriginProvider.LOCAL, status: OriginStatus.ACTIVE, local: { rootDir: realpathSync(dir) }, basePath: "out" });
     expect((await storedRow(origin!.id)).credentials).toBeNull();
-    // The root itself is inside too.
-    const root = await api.origins.create({ name: "root", permissions: [OriginPermission.READ], local: { rootDir: api.config.localOriginRoots[0]! } });
-    expect(root.origin!.status).toBe(OriginStatus.ACTIVE);
+    // The area itself is inside too.
+    const area = await api.origins.create({ name: "area", permissions: [OriginPermission.READ], local: { rootDir: orgArea() } });
+    expect(area.origin).toMatchObject({ status: OriginStatus.ACTIVE, local: { rootDir: realpathSync(orgArea()) } });
   });
 
-  it("refuse directories outside the allowed roots, also through '..' and relative paths", async () => {
+  it("refuse directories outside the organization's area: the bootstrap root itself, other areas, '..', siblings", async () => {
     const root = api.config.localOriginRoots[0]!;
-    for (const rootDir of ["/etc", `${root}/../..`, `${root}-sibling`, "relative/dir"]) {
+    const area = orgArea();
+    mkdirSync(`${area}-sibling`, { recursive: true });
+    mkdirSync(join(root, "org_someoneelse"), { recursive: true });
+    const outside = [
+      "/etc",
+      root, // the bootstrap origin's directory: only the server's own first-start origin may use it
+      join(root, "org_someoneelse"), // another organization's area
+      `${area}/..`,
+      `${area}/inside/../..`,
+      `${root}/../..`,
+      `${root}-sibling`,
+      `${area}-sibling`, // a prefix of the area's name is not inside it
+    ];
+    for (const rootDir of outside) {
       const { violations } = await invalid(api.origins.create({ name: "outside", permissions: [OriginPermission.READ], local: { rootDir } }));
-      expect(violations, rootDir).toEqual([
-        { field: "local.root_dir", rule: "origin.local_root_outside", message: `must be inside one of the allowed directories: ${root}` },
+      expect(violations, rootDir).toEqual([{ field: "local.root_dir", rule: "origin.local_root_outside", message: outsideMessage() }]);
+    }
+    const relative = await invalid(api.origins.create({ name: "outside", permissions: [OriginPermission.READ], local: { rootDir: "relative/dir" } }));
+    expect(relative.violations).toEqual([{ field: "local.root_dir", rule: "origin.local_root_absolute", message: "must be an absolute path" }]);
+    expect(await database.db.selectFrom("origins").select("id").where("name", "=", "outside").execute()).toEqual([]);
+  });
+
+  it("refuse a symbolic link in the area that points outside it; store the real path of one that stays inside", async () => {
+    const area = orgArea();
+    mkdirSync(area, { recursive: true });
+    const escapes: Array<[string, string]> = [
+      [join(area, "link-to-tmp"), tmpdir()],
+      [join(area, "link-to-root"), api.config.localOriginRoots[0]!],
+    ];
+    for (const [link, target] of escapes) {
+      symlinkSync(target, link, "dir");
+      const { violations } = await invalid(api.origins.create({ name: "escape", permissions: [OriginPermission.READ], local: { rootDir: link } }));
+      expect(violations, link).toEqual([
+        { field: "local.root_dir", rule: "origin.local_root_outside", message: `resolves (through a symbolic link) to ${realpathSync(target)}, outside ${area}` },
       ]);
     }
+    expect(await database.db.selectFrom("origins").select("id").where("name", "=", "escape").execute()).toEqual([]);
+
+    // A link (relative, inside the area) to a directory inside the area is accepted; the origin keeps the real path.
+    const real = localDir("real-target");
+    const link = join(area, "link-inside");
+    symlinkSync("real-target", link, "dir");
+    const { origin } = await api.origins.create({ name: "through a link", permissions: [OriginPermission.READ, OriginPermission.WRITE], local: { rootDir: link } });
+    expect(origin).toMatchObject({ status: OriginStatus.ACTIVE, local: { rootDir: realpathSync(real) } });
+    expect(origin!.local!.rootDir).not.toBe(link);
+    expect((await storedRow(origin!.id)).location).toEqual({ local: { rootDir: realpathSync(real) } });
+    expect((await api.origins.get({ id: origin!.id })).origin!.local!.rootDir).toBe(realpathSync(real));
+
+    // '..' and '.' segments are resolved too.
+    const dotted = await api.origins.create({ name: "dotted", permissions: [OriginPermission.READ], local: { rootDir: `${real}/../real-target/.` } });
+    expect(dotted.origin!.local!.rootDir).toBe(realpathSync(real));
   });
 
-  it("fail the probe when the directory does not exist", async () => {
-    const rootDir = join(api.config.localOriginRoots[0]!, "does-not-exist");
+  it("refuse a directory that does not exist (without creating it) on field local.root_dir", async () => {
+    const rootDir = join(orgArea(), "does-not-exist");
     const { violations } = await invalid(api.origins.create({ name: "missing dir", permissions: [OriginPermission.READ], local: { rootDir } }));
+    expect(violations).toEqual([{ field: "local.root_dir", rule: "origin.local_root_missing", message: `${rootDir} does not exist` }]);
+    expect(existsSync(rootDir)).toBe(false);
+  });
+
+  it("fail the probe when the path is a file, not a directory", async () => {
+    const rootDir = join(localDir("holds-a-file"), "file.txt");
+    writeFileSync(rootDir, "not a directory");
+    const { violations } = await invalid(api.origins.create({ name: "file", permissions: [OriginPermission.READ], local: { rootDir } }));
     expect(violations).toEqual([
-      { field: "local", rule: "origin.probe_failed", message: `root directory ${rootDir} does not exist or is not a directory` },
+      { field: "local", rule: "origin.probe_failed", message: `root directory ${realpathSync(rootDir)} does not exist or is not a directory` },
     ]);
+  });
+
+  it("create the organization's area on first use, but never the requested directory", async () => {
+    const org = await api.app.auth.createOrganization("Fresh area");
+    const key = await api.app.auth.createApiKey(org.id, "fresh");
+    const fresh = api.client(OriginService, { apiKey: key.key, organizationId: org.id });
+    const area = join(api.config.localOriginRoots[0]!, org.id);
+    expect(existsSync(area)).toBe(false);
+
+    const missing = await invalid(fresh.create({ name: "fresh", permissions: [OriginPermission.READ], local: { rootDir: join(area, "sub") } }));
+    expect(missing.violations).toEqual([{ field: "local.root_dir", rule: "origin.local_root_missing", message: `${join(area, "sub")} does not exist` }]);
+    expect(existsSync(area)).toBe(true);
+    expect(existsSync(join(area, "sub"))).toBe(false);
+
+    const { origin } = await fresh.create({ name: "fresh", permissions: [OriginPermission.READ, OriginPermission.WRITE], local: { rootDir: area } });
+    expect(origin).toMatchObject({ status: OriginStatus.ACTIVE, local: { rootDir: realpathSync(area) } });
   });
 
   it("are refused on field local when RENDITION_ALLOW_LOCAL_ORIGINS=false", async () => {
@@ -525,12 +624,14 @@ describe("local origins", () => {
     const locked = await startTestApi(otherDb.url, { RENDITION_ALLOW_LOCAL_ORIGINS: "false" });
     try {
       expect(locked.config.allowLocalOrigins).toBe(false);
-      const rootDir = join(locked.config.localOriginRoots[0]!, "x");
+      // Inside the organization's own area, so the only reason to refuse is the setting.
+      const rootDir = join(locked.config.localOriginRoots[0]!, locked.credentials.organization_id, "x");
       mkdirSync(rootDir, { recursive: true });
       const { violations } = await invalid(locked.origins.create({ name: "local", permissions: [OriginPermission.READ], local: { rootDir } }));
       expect(violations).toEqual([
         { field: "local", rule: "origin.local_disabled", message: "local origins are disabled on this server (RENDITION_ALLOW_LOCAL_ORIGINS)" },
       ]);
+      expect((await locked.origins.list({})).origins.map((o) => o.id)).toEqual([locked.credentials.local_origin_id]);
       // The bootstrap origin (created by the server itself) is still there and usable.
       expect((await locked.origins.get({ id: locked.credentials.local_origin_id })).origin!.status).toBe(OriginStatus.ACTIVE);
     } finally {

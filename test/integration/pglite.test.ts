@@ -4,7 +4,7 @@
  * repository layer and migrations, one behind startTestApi(undefined).
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -92,14 +92,17 @@ describe("repositories on in-memory PGlite", () => {
     expect(await migrateToLatest(handle.db)).toEqual([]);
   });
 
+  /** A local origin's input: `rootDir` as given. */
+  function localInput(rootDir: string, name = "local") {
+    return { name, description: "", permissions: ["read", "write"] as Array<"read" | "write">, basePath: "out", pathTemplate: "", local: { rootDir }, httpHeaders: {} };
+  }
+
+  /** An organization with a key and a local origin in its own area `<storageRoot>/<organization id>/media`. */
   async function seed() {
     const org = await auth.createOrganization("Embedded org");
     const key = await auth.createApiKey(org.id, "embedded");
-    mkdirSync(join(storageRoot, "media"), { recursive: true });
-    const origin = await origins.create(
-      org.id,
-      { name: "local", description: "", permissions: ["read", "write"], basePath: "out", pathTemplate: "", local: { rootDir: join(storageRoot, "media") }, httpHeaders: {} },
-    );
+    mkdirSync(join(storageRoot, org.id, "media"), { recursive: true });
+    const origin = await origins.create(org.id, localInput(join(storageRoot, org.id, "media")));
     return { org, key, origin };
   }
 
@@ -122,7 +125,14 @@ describe("repositories on in-memory PGlite", () => {
     expect(await auth.findActiveKey(digestApiKey(key.key))).toBeUndefined();
 
     const stored = await origins.get(org.id, origin.id);
-    expect(stored).toMatchObject({ provider: "local", canRead: true, canWrite: true, status: "active", basePath: "out", location: { local: { rootDir: join(storageRoot, "media") } } });
+    expect(stored).toMatchObject({
+      provider: "local",
+      canRead: true,
+      canWrite: true,
+      status: "active",
+      basePath: "out",
+      location: { local: { rootDir: realpathSync(join(storageRoot, org.id, "media")) } },
+    });
     expect(stored.createdAt).toBeInstanceOf(Date);
     expect(stored.createdAt.getTime()).toBe(origin.createdAt.getTime());
 
@@ -139,6 +149,41 @@ describe("repositories on in-memory PGlite", () => {
     expect(all.total).toBe(visible.total + 1);
   });
 
+  it("OriginManager keeps callers' local origins in their organization's area; only a trusted origin may use the root", async () => {
+    const org = await auth.createOrganization("Area org");
+    const other = await auth.createOrganization("Other area org");
+    mkdirSync(join(storageRoot, other.id), { recursive: true });
+    const outside = { field: "local.root_dir", rule: "origin.local_root_outside", message: `must be inside this organization's directory: ${join(storageRoot, org.id)}` };
+    for (const rootDir of [storageRoot, join(storageRoot, other.id)]) {
+      await expect(origins.create(org.id, localInput(rootDir))).rejects.toMatchObject({ violations: [outside] });
+    }
+    await expect(origins.create(org.id, localInput("relative"))).rejects.toMatchObject({
+      violations: [{ field: "local.root_dir", rule: "origin.local_root_absolute", message: "must be an absolute path" }],
+    });
+    // The area is created on first use; the origin's directory is not.
+    const missing = join(storageRoot, org.id, "nope");
+    await expect(origins.create(org.id, localInput(missing))).rejects.toMatchObject({
+      violations: [{ field: "local.root_dir", rule: "origin.local_root_missing", message: `${missing} does not exist` }],
+    });
+    const own = await origins.create(org.id, localInput(join(storageRoot, org.id)));
+    expect(own.location).toEqual({ local: { rootDir: realpathSync(join(storageRoot, org.id)) } });
+    expect((await origins.list(org.id, { limit: 10 }, true)).items.map((o) => o.id)).toEqual([own.id]);
+
+    // The server's own first-start origin (trusted) is the root itself, also when callers' local origins are disabled.
+    const trusted = await origins.create(org.id, localInput(storageRoot, "first start"), { trusted: true });
+    expect(trusted).toMatchObject({ status: "active", location: { local: { rootDir: storageRoot } } });
+    const locked = new OriginManager(
+      new OriginRepository(handle.db),
+      new CredentialCipher(randomBytes(32)),
+      (config, basePath, permissions) => createStorageDriver(config).probe(basePath, permissions),
+      { allowLocalOrigins: false, localOriginRoots: [storageRoot] },
+    );
+    await expect(locked.create(org.id, localInput(join(storageRoot, org.id)))).rejects.toMatchObject({
+      violations: [{ field: "local", rule: "origin.local_disabled", message: "local origins are disabled on this server (RENDITION_ALLOW_LOCAL_ORIGINS)" }],
+    });
+    expect((await locked.create(org.id, localInput(storageRoot, "first start again"), { trusted: true })).status).toBe("active");
+  });
+
   it("stores presets: slug conflicts, lookup by id or slug, pagination past the system presets, update, delete", async () => {
     const org = await auth.createOrganization("Preset org");
     const spec = create(PresetSpecSchema, { container: Container.MKV, video: [{ codec: VideoCodec.H265, resolution: Resolution.RESOLUTION_720P }] });
@@ -149,6 +194,11 @@ describe("repositories on in-memory PGlite", () => {
     expect((await presets.get(org.id, first.id)).slug).toBe("mkv_720");
     expect((await presets.get(org.id, "mkv_720")).id).toBe(first.id);
     expect((await presets.get(org.id, "mkv_720")).spec).toEqual(spec);
+    // Slugs may not start with pst_ (the id prefix), so a value says by its form whether it is an id or a slug.
+    await expect(presets.create(org.id, { slug: first.id, name: "impostor", description: "", spec })).rejects.toMatchObject({
+      violations: [{ field: "slug", rule: "preset.slug_reserved", message: "must not start with pst_, the prefix of preset ids" }],
+    });
+    expect((await presets.get(org.id, first.id)).name).toBe("MKV 720");
 
     const own = await presets.list(org.id, { limit: 1 }, true);
     expect(own.total).toBe(2);
@@ -288,10 +338,15 @@ describe("the whole API on PGlite (startTestApi(undefined))", () => {
     const { job } = await api.jobs.create(request({ outputs: [{ preset: "embedded_mkv" }] }));
     expect(job!.outputs[0]).toMatchObject({ type: OutputType.MKV, presetId: preset!.id });
 
-    const dir = join(api.config.localOriginRoots[0]!, "second");
+    // In the organization's own area <root>/<organization id>.
+    const dir = join(api.config.localOriginRoots[0]!, api.credentials.organization_id, "second");
     mkdirSync(dir, { recursive: true });
     const { origin } = await api.origins.create({ name: "second", permissions: [OriginPermission.WRITE], local: { rootDir: dir } });
-    expect(origin!.status).toBe(OriginStatus.ACTIVE);
+    expect(origin).toMatchObject({ status: OriginStatus.ACTIVE, local: { rootDir: realpathSync(dir) } });
+    // The root itself is the bootstrap origin's, not for callers.
+    const root = await connectError(api.origins.create({ name: "root", permissions: [OriginPermission.WRITE], local: { rootDir: api.config.localOriginRoots[0]! } }));
+    expect(root.code).toBe(Code.InvalidArgument);
+    expect(root.rawMessage).toContain("local.root_dir");
     const listed = await api.origins.list({});
     expect(listed.origins.map((o) => o.id).sort()).toEqual([api.credentials.local_origin_id, origin!.id].sort());
     expect(listed.pagination!.totalCount).toBe(2);

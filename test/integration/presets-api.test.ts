@@ -1,4 +1,4 @@
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -11,9 +11,10 @@ import {
   Container,
   DeliveryFormat,
   PresetService,
+  PresetSpecSchema,
   type Preset,
-  type PresetSpecSchema,
 } from "../../gen/rendition/v1/preset_pb.js";
+import { newId } from "../../services/common/ids.js";
 import { BASE_MICROS_PER_MINUTE, CODEC_MULTIPLIER, RESOLUTION_MULTIPLIER } from "../../services/pricing/pricing.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
@@ -291,20 +292,45 @@ describe("organization presets", () => {
     expect((await api.presets.get({ idOrSlug: slug })).preset!.id).toBe(mine.id);
   });
 
-  // BUG (report): PresetRepository.getByIdOrSlug matches `id = $1 OR slug = $1` and takes the first
-  // row, with no preference for the id. Slugs ([a-z0-9_]{1,64}) may look like ids (pst_ + 26 base32
-  // characters), so a preset whose slug is another preset's id makes Get, and job outputs that
-  // reference the id, answer whichever row the scan meets first. Freshly inserted, the real preset
-  // happens to come first; after routine maintenance that rewrites the table (VACUUM FULL, or a
-  // dump and restore) after an update of the real preset, the impostor does.
-  it.fails("resolves an id to that preset even when another preset's slug equals the id", async () => {
+  // Preset ids start with pst_ and slugs may not, so Get (and a job output's `preset`) matches a pst_
+  // value against ids only and anything else against slugs only: no preset can shadow another's id.
+  // (Before, `id = $1 OR slug = $1` answered whichever row the scan met first, which after an update
+  // and a table rewrite such as VACUUM FULL was the one whose slug equalled the id.)
+  it("refuses a slug equal to another preset's id, and resolves the id to that preset", async () => {
     const real = await createPreset(uniqueSlug("real"), mkvSpec, "Real");
-    await api.presets.create({ slug: real.id, name: "Impostor", spec: { container: Container.WEBM, video: [{ codec: VideoCodec.VP9 }] } });
+    const webmSpec: SpecInit = { container: Container.WEBM, video: [{ codec: VideoCodec.VP9 }] };
+    for (const slug of [real.id, "pst_custom"]) {
+      const refused = await invalid(api.presets.create({ slug, name: "Impostor", spec: webmSpec }));
+      expect(refused, slug).toEqual([{ field: "slug", rule: "preset.slug_reserved", message: "must not start with pst_, the prefix of preset ids" }]);
+    }
+    expect(await database.db.selectFrom("presets").select("id").where("name", "=", "Impostor").execute()).toEqual([]);
+
+    // A row that got such a slug before the rule (written to the table directly) does not shadow the
+    // real preset either, also after an update and a rewrite of the table.
+    const legacyId = newId("pst");
+    const now = new Date();
+    await database.db
+      .insertInto("presets")
+      .values({
+        id: legacyId,
+        organization_id: api.credentials.organization_id,
+        slug: real.id,
+        name: "Impostor (legacy)",
+        description: "",
+        spec: JSON.stringify(toJson(PresetSpecSchema, create(PresetSpecSchema, webmSpec))),
+        created_at: now,
+        updated_at: now,
+      })
+      .execute();
     await api.presets.update({ id: real.id, name: "Real (renamed)" });
     await sql`VACUUM FULL presets`.execute(database.db);
-    expect.soft((await api.presets.get({ idOrSlug: real.id })).preset!.name).toBe("Real (renamed)");
+
+    expect((await api.presets.get({ idOrSlug: real.id })).preset).toMatchObject({ id: real.id, slug: real.slug, name: "Real (renamed)", spec: { container: Container.MKV } });
     const { job } = await api.jobs.create(jobRequest([{ preset: real.id }]));
     expect(job!.outputs[0]).toMatchObject({ presetId: real.id, type: OutputType.MKV });
+    // The legacy row is still found by its own id.
+    expect((await api.presets.get({ idOrSlug: legacyId })).preset).toMatchObject({ id: legacyId, name: "Impostor (legacy)" });
+    await api.presets.delete({ id: legacyId });
   });
 });
 

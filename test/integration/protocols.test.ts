@@ -140,7 +140,7 @@ function expectCanonicalPendingJob(job: any) {
   expect(output.type).toBe("OUTPUT_TYPE_MP4");
   expect(output.status).toBe("OUTPUT_STATUS_PENDING");
   expect(output.video).toEqual([
-    { codec: "VIDEO_CODEC_H264", resolution: "RESOLUTION_720P", quality: "QUALITY_UNSPECIFIED", framerate: 0, width: 0, height: 0, bitrate: 0 },
+    { codec: "VIDEO_CODEC_H264", resolution: "RESOLUTION_720P", quality: "QUALITY_STANDARD", framerate: 0, width: 0, height: 0, bitrate: 0 },
   ]);
   expect(output.progress).toBe(0);
   // int64 is a JSON string in the canonical mapping.
