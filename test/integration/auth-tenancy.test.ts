@@ -7,7 +7,7 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, realpathSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { JobStatus, OutputType, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
@@ -16,6 +16,7 @@ import { OriginPermission, OriginService, OriginStatus } from "../../gen/renditi
 import { Container, PresetService } from "../../gen/rendition/v1/preset_pb.js";
 import { authHeaders, startTestApi, type TestApi } from "../support/api-harness.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { connectError, violationsOf } from "../support/rpc.js";
 
 let database: TestDatabase;
 let api: TestApi;
@@ -57,30 +58,11 @@ function clientsFor(auth: Auth) {
   return { jobs: createClient(JobService, transport), origins: createClient(OriginService, transport), presets: createClient(PresetService, transport) };
 }
 
-async function connectError(promise: Promise<unknown>): Promise<ConnectError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "expected the call to fail").toBeInstanceOf(ConnectError);
-  return err as ConnectError;
-}
-
 /** Reads a server stream to its end; resolves with the messages or rejects with the stream's error. */
 async function drain<T>(stream: AsyncIterable<T>): Promise<T[]> {
   const messages: T[] = [];
   for await (const message of stream) messages.push(message);
   return messages;
-}
-
-/** The violations of an INVALID_ARGUMENT answer as `field` (e.g. `local.root_dir`), rule id and message. */
-function violationsOf(err: ConnectError): Array<{ field: string; rule: string; message: string }> {
-  const [details] = err.findDetails(ViolationsSchema);
-  return (details?.violations ?? []).map((v) => ({
-    field: (v.field?.elements ?? []).map((e) => e.fieldName).join("."),
-    rule: v.ruleId,
-    message: v.message,
-  }));
 }
 
 function bootstrapAuth(): Auth {

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { JobStatus, OutputType, Priority, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobServiceCreateRequestSchema, ThumbnailMode, WatchEvent, type JobServiceCreateRequest } from "../../gen/rendition/v1/job_pb.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
+import { connectError } from "../support/rpc.js";
 
 let database: TestDatabase;
 let api: TestApi;
@@ -29,15 +30,6 @@ function request(overrides: Partial<CreateInit> = {}): JobServiceCreateRequest {
     outputs: [{ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_720P }] }],
     ...overrides,
   });
-}
-
-async function connectError(promise: Promise<unknown>): Promise<ConnectError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "expected the call to fail").toBeInstanceOf(ConnectError);
-  return err as ConnectError;
 }
 
 describe("JobService.Create", () => {

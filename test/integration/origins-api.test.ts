@@ -6,8 +6,7 @@ import { join } from "node:path";
 
 import { create, toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { CreateBucketCommand, DeleteBucketCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -28,6 +27,7 @@ import { CredentialCipher } from "../../services/origins/credential-cipher.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startS3Server, type S3TestServer } from "../support/s3-server.js";
+import { connectError, violationsOf } from "../support/rpc.js";
 
 type CreateOriginInit = Omit<MessageInitShape<typeof OriginServiceCreateRequestSchema>, "$typeName">;
 
@@ -79,27 +79,6 @@ afterAll(async () => {
   await api?.close();
   await database?.drop();
 });
-
-async function connectError(promise: Promise<unknown>): Promise<ConnectError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "expected the call to fail").toBeInstanceOf(ConnectError);
-  return err as ConnectError;
-}
-
-/** The violations of an INVALID_ARGUMENT answer as `field` (e.g. `local.root_dir`), rule id and message. */
-function violationsOf(err: ConnectError): Array<{ field: string; rule: string; message: string }> {
-  const [details] = err.findDetails(ViolationsSchema);
-  return (details?.violations ?? []).map((v) => ({
-    field: (v.field?.elements ?? [])
-      .map((e) => e.fieldName + (e.subscript.case === "index" ? `[${e.subscript.value}]` : ""))
-      .join("."),
-    rule: v.ruleId,
-    message: v.message,
-  }));
-}
 
 async function invalid(promise: Promise<unknown>) {
   const err = await connectError(promise);

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -31,6 +31,7 @@ import { PresetManager } from "../../services/presets/preset.service.js";
 import { InProcessEventBus } from "../../services/queue/event-bus.js";
 import { createStorageDriver } from "../../services/storage/storage-driver.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
+import { connectError } from "../support/rpc.js";
 
 const TABLES = ["api_keys", "job_outputs", "job_thumbnails", "jobs", "organizations", "origins", "outbox", "presets"];
 
@@ -40,15 +41,6 @@ async function publicTables(handle: DatabaseHandle): Promise<string[]> {
     WHERE table_schema = 'public' AND table_name NOT LIKE 'kysely_%'
     ORDER BY table_name`.execute(handle.db);
   return rows.map((r) => r.table_name);
-}
-
-async function connectError(promise: Promise<unknown>): Promise<ConnectError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "expected the call to fail").toBeInstanceOf(ConnectError);
-  return err as ConnectError;
 }
 
 describe("repositories on in-memory PGlite", () => {

@@ -1,7 +1,6 @@
 import { create, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -18,6 +17,7 @@ import { newId } from "../../services/common/ids.js";
 import { BASE_MICROS_PER_MINUTE, CODEC_MULTIPLIER, RESOLUTION_MULTIPLIER } from "../../services/pricing/pricing.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { connectError, violationsOf } from "../support/rpc.js";
 
 let database: TestDatabase;
 let api: TestApi;
@@ -32,26 +32,6 @@ afterAll(async () => {
 });
 
 type SpecInit = Omit<MessageInitShape<typeof PresetSpecSchema>, "$typeName">;
-
-async function connectError(promise: Promise<unknown>): Promise<ConnectError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "expected the call to fail").toBeInstanceOf(ConnectError);
-  return err as ConnectError;
-}
-
-function violationsOf(err: ConnectError): Array<{ field: string; rule: string; message: string }> {
-  const [details] = err.findDetails(ViolationsSchema);
-  return (details?.violations ?? []).map((v) => ({
-    field: (v.field?.elements ?? [])
-      .map((e) => e.fieldName + (e.subscript.case === "index" ? `[${e.subscript.value}]` : ""))
-      .join("."),
-    rule: v.ruleId,
-    message: v.message,
-  }));
-}
 
 async function invalid(promise: Promise<unknown>) {
   const err = await connectError(promise);

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { fromBinary } from "@bufbuild/protobuf";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
@@ -16,6 +16,7 @@ import { JobStatus, OutputType, Resolution, VideoCodec } from "../../gen/renditi
 import { JobService, WatchEvent } from "../../gen/rendition/v1/job_pb.js";
 import { authHeaders, startTestApi, type TestApi } from "../support/api-harness.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { connectError } from "../support/rpc.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BUF = join(REPO_ROOT, "node_modules/.bin/buf");
@@ -105,15 +106,6 @@ function createBodySnake(extra: Record<string, unknown> = {}) {
     outputs: [{ type: "OUTPUT_TYPE_MP4", video: [{ codec: "VIDEO_CODEC_H264", resolution: "RESOLUTION_720P" }] }],
     ...extra,
   };
-}
-
-async function connectError(promise: Promise<unknown>): Promise<ConnectError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "expected the call to fail").toBeInstanceOf(ConnectError);
-  return err as ConnectError;
 }
 
 /** Asserts the canonical JSON shape of a freshly created job (snake_case, enum names, zero values spelled out). */
