@@ -7,7 +7,14 @@ export interface FieldViolation {
   message: string;
 }
 
-/** Domain errors; the API maps each class to one Connect code (services/api/errors.interceptor.ts). */
+/** Appends the violations of `more` that `target` does not name yet (same field and rule). */
+export function addViolations(target: FieldViolation[], more: FieldViolation[]): FieldViolation[] {
+  const seen = new Set(target.map((v) => `${v.field} ${v.rule}`));
+  for (const v of more) if (!seen.has(`${v.field} ${v.rule}`)) target.push(v);
+  return target;
+}
+
+/** Domain errors; the API maps each class to one Connect code (errorInterceptor in services/api/interceptors.ts). */
 export class DomainError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -11,7 +11,8 @@ import {
   type Job,
 } from "../../gen/rendition/v1/job_pb.js";
 import { formatMinor } from "../pricing/pricing.js";
-import type { JobRecord, JobStatusName, OutputStatusName, PriorityName } from "./job.types.js";
+import { ORIGIN_PROVIDER } from "../origins/origin.mapper.js";
+import type { JobOriginSnapshot, JobRecord, JobStatusName, OutputStatusName, PriorityName } from "./job.types.js";
 
 export const JOB_STATUS: Record<JobStatusName, JobStatus> = {
   pending: JobStatus.PENDING,
@@ -34,6 +35,11 @@ const PRIORITY: Record<PriorityName, Priority> = {
   premium: Priority.PREMIUM,
 };
 
+/** A request's priority; unset is standard. */
+export function priorityName(priority: Priority): PriorityName {
+  return (Object.entries(PRIORITY) as Array<[PriorityName, Priority]>).find(([, v]) => v === priority)?.[0] ?? "standard";
+}
+
 const OUTPUT_STATUS: Record<OutputStatusName, OutputStatus> = {
   pending: OutputStatus.PENDING,
   processing: OutputStatus.PROCESSING,
@@ -42,6 +48,7 @@ const OUTPUT_STATUS: Record<OutputStatusName, OutputStatus> = {
   canceled: OutputStatus.CANCELED,
 };
 
+const origin = (o: JobOriginSnapshot) => ({ ...o, provider: ORIGIN_PROVIDER[o.provider] });
 const timestamp = (d: Date | null) => (d ? timestampFromDate(d) : undefined);
 const money = (minor: string | null) => (minor === null ? "" : formatMinor(minor));
 
@@ -49,8 +56,8 @@ export function toProtoJob(job: JobRecord): Job {
   return create(JobSchema, {
     id: job.id,
     inputUrl: job.inputUrl,
-    inputOrigin: job.inputOrigin ?? undefined,
-    outputOrigin: job.outputOrigin,
+    inputOrigin: job.inputOrigin ? origin(job.inputOrigin) : undefined,
+    outputOrigin: origin(job.outputOrigin),
     status: JOB_STATUS[job.status],
     progress: job.progress,
     priority: PRIORITY[job.priority],

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { toJson } from "@bufbuild/protobuf";
-import { OutputType, Priority, Quality, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
-import { JobServiceCreateRequestSchema, ImageFormat, type JobServiceCreateRequest, type OutputSpec } from "../../gen/rendition/v1/job_pb.js";
+import { clone, toJson } from "@bufbuild/protobuf";
+import { Priority, Quality } from "../../gen/rendition/v1/common_pb.js";
+import { JobServiceCreateRequestSchema, type JobServiceCreateRequest, type OutputSpec } from "../../gen/rendition/v1/job_pb.js";
 import {
+  addViolations,
   AlreadyExistsError,
   FailedPreconditionError,
   InvalidArgumentError,
@@ -15,70 +16,45 @@ import type { OriginManager } from "../origins/origin.service.js";
 import type { OriginRecord } from "../origins/origin.types.js";
 import { CURRENCY } from "../pricing/pricing.js";
 import { applyPreset, type PresetManager } from "../presets/preset.service.js";
+import type { PresetRecord } from "../presets/preset.types.js";
 import type { JobEventBus } from "../queue/event-bus.js";
 import type { JobRepository } from "./job.repository.js";
 import {
   ACTIVE_STATUSES,
   isTerminal,
   type JobOriginSnapshot,
-  type JobOutputRecord,
   type JobRecord,
   type JobStatusName,
-  type JobThumbnailRecord,
   type OutboxMessage,
-  type PriorityName,
 } from "./job.types.js";
+import { priorityName } from "./job.mapper.js";
 import { checkCreateJobRequest } from "./job.validation.js";
-import { checkOutputShape, PROGRESSIVE_TYPES } from "./output-rules.js";
-import { pickTemplate, resolvePathTemplate } from "./path-template.js";
+import { checkOutput } from "./output-rules.js";
+import { planPaths } from "./output-paths.js";
 
-const PRIORITY: Record<Priority, PriorityName> = {
-  [Priority.UNSPECIFIED]: "standard",
-  [Priority.ECONOMY]: "economy",
-  [Priority.STANDARD]: "standard",
-  [Priority.PREMIUM]: "premium",
-};
-
-/** Lowercase enum value without its prefix: VIDEO_CODEC_H264 -> "h264", RESOLUTION_1080P -> "1080p". */
-function enumWord(names: Record<number, string>, value: number): string {
-  return (names[value] ?? "").replace(/^RESOLUTION_/, "").toLowerCase();
-}
-
-/** Values of the path-template variables for one output. */
-function templateValues(jobId: string, outputId: string, index: number, spec: OutputSpec) {
-  const first = spec.video[0];
-  const resolution = !first
-    ? "source"
-    : first.resolution
-      ? enumWord(Resolution, first.resolution)
-      : first.width || first.height
-        ? `${first.width || "auto"}x${first.height || "auto"}`
-        : "source";
-  return {
-    job_id: jobId,
-    output_id: outputId,
-    output_index: String(index),
-    format: enumWord(OutputType, spec.type),
-    codec: first ? enumWord(VideoCodec, first.codec) : "",
-    resolution,
-    quality: enumWord(Quality, first?.quality || Quality.STANDARD),
-  };
-}
+/** The proto's `outputs` limit (repeated.max_items): database checks never look past it. */
+const MAX_OUTPUTS = 10;
 
 function snapshotOf(origin: OriginRecord, path: string): JobOriginSnapshot {
   return { id: origin.id, name: origin.name, provider: origin.provider, path, bucket: origin.location.s3?.bucket ?? "" };
 }
 
-/** Stable digest of what was asked, to tell a retry from a different request with the same key. */
+/**
+ * Stable digest of what was asked, to tell a retry from a different request with the same key.
+ * Defaults are filled in first, so spelling one out does not make a different request.
+ */
 function requestDigest(req: JobServiceCreateRequest): string {
+  const normalized = clone(JobServiceCreateRequestSchema, req);
+  normalized.idempotencyKey = "";
+  normalized.priority ||= Priority.STANDARD;
+  for (const output of normalized.outputs) for (const v of output.video) v.quality ||= Quality.STANDARD;
   const canonical = (value: unknown): unknown =>
     Array.isArray(value)
       ? value.map(canonical)
       : value && typeof value === "object"
         ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, canonical(v)]))
         : value;
-  const json = toJson(JobServiceCreateRequestSchema, req);
-  return createHash("sha256").update(JSON.stringify(canonical(json))).digest("hex");
+  return createHash("sha256").update(JSON.stringify(canonical(toJson(JobServiceCreateRequestSchema, normalized)))).digest("hex");
 }
 
 export class JobManager {
@@ -110,84 +86,25 @@ export class JobManager {
     const outputOrigin = req.outputOriginId
       ? await this.origins.requireForJob(organizationId, req.outputOriginId, "write", "output_origin_id")
       : { field: "output_origin_id", rule: "required", message: "value is required" };
-    for (const o of [inputOrigin, outputOrigin]) {
-      if (o && "field" in o && !violations.some((v) => v.field === o.field)) violations.push(o);
-    }
+    for (const o of [inputOrigin, outputOrigin]) if (o && "field" in o && !violations.some((v) => v.field === o.field)) violations.push(o);
 
-    const specs: OutputSpec[] = [];
-    for (const [i, output] of req.outputs.entries()) {
-      if (!output.preset) {
-        specs.push(output);
-        continue;
-      }
-      const preset = await this.presets.get(organizationId, output.preset).catch((err) => {
-        if (err instanceof NotFoundError) return undefined;
-        throw err;
-      });
-      if (!preset) {
-        violations.push({ field: `outputs[${i}].preset`, rule: "output.preset_not_found", message: `preset ${output.preset} not found` });
-        specs.push(output);
-        continue;
-      }
-      const resolved = applyPreset(preset, output);
-      violations.push(...checkOutputShape(resolved.type, resolved.video, `outputs[${i}]`));
-      specs.push(resolved);
-    }
+    if (req.outputs.length <= MAX_OUTPUTS) addViolations(violations, await this.resolvePresets(organizationId, req.outputs));
     if (violations.length) throw new InvalidArgumentError(violations);
-    // Stored as it will be encoded: an unset quality is the standard tier.
-    for (const spec of specs) for (const v of spec.video) v.quality ||= Quality.STANDARD;
     const output = outputOrigin as OriginRecord;
 
     const now = new Date();
     const jobId = newId("job", now.getTime());
-    const outputs: JobOutputRecord[] = specs.map((spec, position) => {
-      const id = newId("out");
-      const template = pickTemplate(spec.pathTemplate, req.outputPathTemplate, output.pathTemplate);
-      let path = resolvePathTemplate(template, templateValues(jobId, id, position, spec), now);
-      // A progressive output is one file: give it its container's extension unless the template did.
-      const extension = `.${enumWord(OutputType, spec.type)}`;
-      if (PROGRESSIVE_TYPES.has(spec.type) && !path.toLowerCase().endsWith(extension)) path += extension;
-      return {
-        id,
-        position,
-        status: "pending",
-        spec,
-        presetId: spec.preset,
-        path,
-        outputUrl: "",
-        fileSizeBytes: null,
-        durationMs: null,
-        progress: 0,
-        errorCode: "",
-        errorMessage: "",
-        estimatedCostMinor: null,
-        actualCostMinor: null,
-      };
-    });
-    const duplicate = outputs.findIndex((o, i) => outputs.findIndex((p) => p.path === o.path) !== i);
-    if (duplicate !== -1) {
-      throw new InvalidArgumentError([
-        {
-          field: `outputs[${duplicate}].path_template`,
-          rule: "output.path_collision",
-          message: `resolves to "${outputs[duplicate]!.path}", the same path as another output; include {output_id} or {output_index}`,
-        },
-      ]);
-    }
-    const thumbnails: JobThumbnailRecord[] = req.thumbnails.map((spec, position) => {
-      const id = newId("thm");
-      const template = pickTemplate(spec.pathTemplate, req.outputPathTemplate, output.pathTemplate);
-      const format = enumWord(ImageFormat, spec.format || ImageFormat.JPEG);
-      const values = { job_id: jobId, output_id: id, output_index: String(position), format, codec: "", resolution: "", quality: "" };
-      return { id, position, status: "pending", spec, path: resolvePathTemplate(template, values, now), urls: [], storyboardUrl: "", errorMessage: "" };
-    });
+    const outputs = req.outputs.map((spec) => ({ id: newId("out"), spec }));
+    const thumbnailSpecs = req.thumbnails.map((spec) => ({ id: newId("thm"), spec }));
+    const paths = planPaths({ jobId, outputs, thumbnails: thumbnailSpecs, jobTemplate: req.outputPathTemplate, originTemplate: output.pathTemplate, now });
+    if (paths.violations.length) throw new InvalidArgumentError(paths.violations);
 
     const job: JobRecord = {
       id: jobId,
       organizationId,
       status: "pending",
       progress: 0,
-      priority: PRIORITY[req.priority],
+      priority: priorityName(req.priority),
       inputUrl: req.inputUrl,
       inputOriginId: req.inputOriginId || null,
       inputPath: req.inputPath,
@@ -213,8 +130,32 @@ export class JobManager {
       startedAt: null,
       completedAt: null,
       confirmedAt: null,
-      outputs,
-      thumbnails,
+      outputs: outputs.map(({ id, spec }, position) => ({
+        id,
+        position,
+        status: "pending",
+        spec,
+        presetId: spec.preset,
+        path: paths.outputPaths[position]!,
+        outputUrl: "",
+        fileSizeBytes: null,
+        durationMs: null,
+        progress: 0,
+        errorCode: "",
+        errorMessage: "",
+        estimatedCostMinor: null,
+        actualCostMinor: null,
+      })),
+      thumbnails: thumbnailSpecs.map(({ id, spec }, position) => ({
+        id,
+        position,
+        status: "pending",
+        spec,
+        path: paths.thumbnailPaths[position]!,
+        urls: [],
+        storyboardUrl: "",
+        errorMessage: "",
+      })),
     };
     const stored = await this.repo.insert(job, this.message(job, "job.created"));
     if (!stored) {
@@ -224,6 +165,37 @@ export class JobManager {
       return this.replay(winner, digest);
     }
     return job;
+  }
+
+  /**
+   * Applies the presets outputs refer to, in place (one lookup per distinct reference), and checks
+   * each resulting output. Unset qualities become the standard tier, so the stored spec is what
+   * will be encoded.
+   */
+  private async resolvePresets(organizationId: string, outputs: OutputSpec[]): Promise<FieldViolation[]> {
+    const violations: FieldViolation[] = [];
+    const presets = new Map<string, Promise<PresetRecord | undefined>>();
+    for (const [i, output] of outputs.entries()) {
+      if (!output.preset) continue;
+      if (!presets.has(output.preset)) {
+        presets.set(
+          output.preset,
+          this.presets.get(organizationId, output.preset).catch((err) => {
+            if (err instanceof NotFoundError) return undefined;
+            throw err;
+          }),
+        );
+      }
+      const preset = await presets.get(output.preset)!;
+      if (!preset) {
+        violations.push({ field: `outputs[${i}].preset`, rule: "output.preset_not_found", message: `preset ${output.preset} not found` });
+        continue;
+      }
+      outputs[i] = applyPreset(preset, output);
+      violations.push(...checkOutput(outputs[i]!, `outputs[${i}]`));
+    }
+    for (const output of outputs) for (const v of output.video) v.quality ||= Quality.STANDARD;
+    return violations;
   }
 
   async get(organizationId: string, id: string): Promise<JobRecord> {
@@ -252,7 +224,8 @@ export class JobManager {
       id,
       ["awaiting_confirmation"],
       "processing",
-      { confirmedAt: now, startedAt: now },
+      // started_at is the worker's to set when encoding begins (queue wait = started_at - confirmed_at).
+      { confirmedAt: now },
       this.message({ id, organizationId }, "job.confirmed"),
     );
     return this.announce(job ?? (await this.refuse(organizationId, id, "confirmed")));

@@ -1,4 +1,6 @@
 import type { OutputSpec, ThumbnailSpec } from "../../gen/rendition/v1/job_pb.js";
+import type { PriorityName } from "../pricing/pricing.js";
+import type { Provider } from "../storage/storage-driver.js";
 
 export type JobStatusName =
   | "pending"
@@ -17,14 +19,14 @@ export function isTerminal(status: JobStatusName): boolean {
   return TERMINAL_STATUSES.includes(status);
 }
 
-export type PriorityName = "economy" | "standard" | "premium";
+export type { PriorityName };
 export type OutputStatusName = "pending" | "processing" | "completed" | "failed" | "canceled";
 
 /** What a job remembers of an origin: enough to show it even after the origin changes. */
 export interface JobOriginSnapshot {
   id: string;
   name: string;
-  provider: string;
+  provider: Provider;
   path: string;
   bucket: string;
 }

@@ -1,7 +1,6 @@
-import { OutputType } from "../../gen/rendition/v1/common_pb.js";
 import { ThumbnailMode, type JobServiceCreateRequest } from "../../gen/rendition/v1/job_pb.js";
 import type { FieldViolation } from "../common/errors.js";
-import { checkOutputShape, PROGRESSIVE_TYPES } from "./output-rules.js";
+import { checkOutput } from "./output-rules.js";
 import { checkPathTemplate } from "./path-template.js";
 
 /**
@@ -24,19 +23,9 @@ export function checkCreateJobRequest(req: JobServiceCreateRequest): FieldViolat
 
   req.outputs.forEach((output, i) => {
     const path = `outputs[${i}]`;
-    // With a preset, the shape is checked after the preset is applied (JobManager.create).
-    if (!output.preset) violations.push(...checkOutputShape(output.type, output.video, path));
+    // With a preset, the output is checked once the preset is applied (JobManager.create).
+    if (!output.preset) violations.push(...checkOutput(output, path));
     if (output.pathTemplate) violations.push(...checkPathTemplate(output.pathTemplate, `${path}.path_template`));
-    if (output.drm && PROGRESSIVE_TYPES.has(output.type)) {
-      violations.push({ field: `${path}.drm`, rule: "output.drm_streaming_only", message: "DRM applies to streaming outputs (hls, dash, adaptive) only" });
-    }
-    const streaming = output.type === OutputType.HLS || output.type === OutputType.DASH || output.type === OutputType.ADAPTIVE;
-    if (output.hls && output.type !== OutputType.HLS && output.type !== OutputType.ADAPTIVE && !output.preset) {
-      violations.push({ field: `${path}.hls`, rule: "output.hls_config_type", message: "only applies to hls and adaptive outputs" });
-    }
-    if (output.segments && !streaming && !output.preset) {
-      violations.push({ field: `${path}.segments`, rule: "output.segments_streaming_only", message: "only applies to streaming outputs" });
-    }
   });
 
   req.thumbnails.forEach((thumbnail, i) => {

@@ -1,4 +1,5 @@
 import { OutputType, VideoCodec, type VideoVariant } from "../../gen/rendition/v1/common_pb.js";
+import type { OutputSpec } from "../../gen/rendition/v1/job_pb.js";
 import type { FieldViolation } from "../common/errors.js";
 
 export const PROGRESSIVE_TYPES = new Set([OutputType.MP4, OutputType.WEBM, OutputType.MKV, OutputType.MOV]);
@@ -28,6 +29,26 @@ export function checkOutputShape(type: OutputType, video: VideoVariant[], path: 
         violations.push({ field: `${path}.video[${i}].codec`, rule: "output.webm_codec", message: "webm outputs take VIDEO_CODEC_VP9 or VIDEO_CODEC_AV1" });
       }
     });
+  }
+  return violations;
+}
+
+const STREAMING_TYPES = new Set([OutputType.HLS, OutputType.DASH, OutputType.ADAPTIVE]);
+
+/** Every cross-field rule of one output, inline or with its preset applied. */
+export function checkOutput(output: OutputSpec, path: string): FieldViolation[] {
+  const violations = checkOutputShape(output.type, output.video, path);
+  if (output.drm && !STREAMING_TYPES.has(output.type)) {
+    violations.push({ field: `${path}.drm`, rule: "output.drm_streaming_only", message: "DRM applies to streaming outputs (hls, dash, adaptive) only" });
+  }
+  if (output.hls && output.type !== OutputType.HLS && output.type !== OutputType.ADAPTIVE) {
+    violations.push({ field: `${path}.hls`, rule: "output.hls_config_type", message: "only applies to hls and adaptive outputs" });
+  }
+  if (output.dash && output.type !== OutputType.DASH && output.type !== OutputType.ADAPTIVE) {
+    violations.push({ field: `${path}.dash`, rule: "output.dash_config_type", message: "only applies to dash and adaptive outputs" });
+  }
+  if (output.segments && !STREAMING_TYPES.has(output.type)) {
+    violations.push({ field: `${path}.segments`, rule: "output.segments_streaming_only", message: "only applies to streaming outputs" });
   }
   return violations;
 }

@@ -10,7 +10,7 @@ import {
 } from "../../gen/rendition/v1/origin_pb.js";
 import type { CreateOriginInput, OriginRecord, Permission } from "./origin.types.js";
 
-const PROVIDER = { s3: OriginProvider.S3, http: OriginProvider.HTTP, local: OriginProvider.LOCAL } as const;
+export const ORIGIN_PROVIDER = { s3: OriginProvider.S3, http: OriginProvider.HTTP, local: OriginProvider.LOCAL } as const;
 const STATUS = { active: OriginStatus.ACTIVE, failed: OriginStatus.FAILED, archived: OriginStatus.ARCHIVED } as const;
 
 export function toProtoOrigin(o: OriginRecord): Origin {
@@ -21,7 +21,7 @@ export function toProtoOrigin(o: OriginRecord): Origin {
     id: o.id,
     name: o.name,
     description: o.description,
-    provider: PROVIDER[o.provider],
+    provider: ORIGIN_PROVIDER[o.provider],
     permissions,
     status: STATUS[o.status],
     basePath: o.basePath,

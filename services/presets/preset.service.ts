@@ -39,8 +39,8 @@ export function presetCostPerMinute(spec: PresetSpec): string {
 }
 
 /**
- * Applies a preset to an output: the preset supplies type, variants and audio; anything the
- * output sets inline wins. Variants without a quality take the preset's tier.
+ * Applies a preset to an output: the preset supplies type, variants, audio, content type and
+ * faststart; anything the output sets inline wins. Variants without a quality take the preset's tier.
  */
 export function applyPreset(preset: PresetRecord, output: OutputSpec): OutputSpec {
   const spec = preset.spec;
@@ -54,6 +54,8 @@ export function applyPreset(preset: PresetRecord, output: OutputSpec): OutputSpe
     type: output.type || presetOutputType(spec),
     video,
     audio,
+    contentType: output.contentType || spec.contentType,
+    faststart: output.faststart ?? spec.faststart,
     preset: preset.id,
   });
 }

@@ -6,7 +6,8 @@ import { JobStatus, OutputType, Priority, Resolution, VideoCodec } from "../../g
 import { JobServiceCreateRequestSchema, ThumbnailMode, WatchEvent, type JobServiceCreateRequest } from "../../gen/rendition/v1/job_pb.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
-import { connectError } from "../support/rpc.js";
+import { connectError, violationsOf } from "../support/rpc.js";
+import { OriginProvider } from "../../gen/rendition/v1/origin_pb.js";
 
 let database: TestDatabase;
 let api: TestApi;
@@ -21,6 +22,10 @@ afterAll(async () => {
 });
 
 type CreateInit = Omit<MessageInitShape<typeof JobServiceCreateRequestSchema>, "$typeName">;
+
+function mp4Output() {
+  return { type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_720P }] };
+}
 
 function request(overrides: Partial<CreateInit> = {}): JobServiceCreateRequest {
   return create(JobServiceCreateRequestSchema, {
@@ -40,7 +45,7 @@ describe("JobService.Create", () => {
     expect(job!.priority).toBe(Priority.PREMIUM);
     expect(job!.currency).toBe("EUR");
     expect(job!.metadata).toEqual({ source: "test" });
-    expect(job!.inputOrigin).toMatchObject({ id: api.credentials.local_origin_id, provider: "local", path: "uploads/in.mp4" });
+    expect(job!.inputOrigin).toMatchObject({ id: api.credentials.local_origin_id, provider: OriginProvider.LOCAL, path: "uploads/in.mp4" });
     const [output] = job!.outputs;
     expect(output!.id).toMatch(/^out_/);
     expect(output!.path).toBe(`${job!.id}/${output!.id}.mp4`);
@@ -144,7 +149,39 @@ describe("JobService.Create", () => {
       api.jobs.create(request({ outputPathTemplate: "{job_id}/video", outputs: [request().outputs[0]!, request().outputs[0]!] })),
     );
     expect(err.code).toBe(Code.InvalidArgument);
-    expect(err.rawMessage).toContain("outputs[1].path_template");
+    // The job-level template is the one that made the paths collide.
+    expect(violationsOf(err)).toEqual([
+      { field: "output_path_template", rule: "output.path_collision", message: expect.stringContaining("for outputs[1], the same path as outputs[0]") },
+    ]);
+  });
+
+  it("refuses templates that resolve to unusable or colliding paths, thumbnails included", async () => {
+    const dotted = await connectError(
+      api.jobs.create(request({ outputPathTemplate: "{job_id}/.{codec}.", thumbnails: [{ mode: ThumbnailMode.SINGLE }] })),
+    );
+    expect(violationsOf(dotted)).toEqual([
+      { field: "output_path_template", rule: "path_template.unusable_path", message: expect.stringContaining("for thumbnails[0]") },
+    ]);
+    const clash = await connectError(
+      api.jobs.create(request({ outputs: [{ ...mp4Output(), pathTemplate: "media/{job_id}" }], thumbnails: [{ mode: ThumbnailMode.SINGLE, pathTemplate: "media/{job_id}.mp4" }] })),
+    );
+    expect(violationsOf(clash).map((v) => `${v.field} ${v.rule}`)).toEqual(["thumbnails[0].path_template output.path_collision"]);
+  });
+
+  it("checks outputs built from a preset like inline ones", async () => {
+    const err = await connectError(
+      api.jobs.create(request({ outputs: [{ preset: "h264_1080p_standard", drm: { systems: ["widevine"], scheme: "cenc" }, segments: { durationSeconds: 4 } }] })),
+    );
+    expect(violationsOf(err).map((v) => `${v.field} ${v.rule}`).sort()).toEqual([
+      "outputs[0].drm output.drm_streaming_only",
+      "outputs[0].segments output.segments_streaming_only",
+    ]);
+  });
+
+  it("refuses an oversized request without looking up every output's preset", async () => {
+    const outputs = Array.from({ length: 2000 }, (_, i) => ({ preset: `nope_${i}` }));
+    const err = await connectError(api.jobs.create(request({ outputs })));
+    expect(violationsOf(err).map((v) => `${v.field} ${v.rule}`)).toEqual(["outputs repeated.max_items"]);
   });
 
   it("answers NOT_FOUND for an origin that does not exist", async () => {
@@ -156,6 +193,9 @@ describe("JobService.Create", () => {
     const first = await api.jobs.create(request({ idempotencyKey: "upload-42", metadata: { a: "1", b: "2" } }));
     const again = await api.jobs.create(request({ idempotencyKey: "upload-42", metadata: { b: "2", a: "1" } }));
     expect(again.job!.id).toBe(first.job!.id);
+    // Spelling out a default is the same request.
+    const explicit = await api.jobs.create(request({ idempotencyKey: "upload-42", metadata: { a: "1", b: "2" }, priority: Priority.STANDARD }));
+    expect(explicit.job!.id).toBe(first.job!.id);
     const err = await connectError(api.jobs.create(request({ idempotencyKey: "upload-42", priority: Priority.PREMIUM })));
     expect(err.code).toBe(Code.AlreadyExists);
     const concurrent = await Promise.all(Array.from({ length: 5 }, () => api.jobs.create(request({ idempotencyKey: "race-1" }))));
@@ -220,6 +260,7 @@ describe("JobService.Cancel / Confirm", () => {
     const confirmed = await api.jobs.confirm({ id: job!.id });
     expect(confirmed.job!.status).toBe(JobStatus.PROCESSING);
     expect(confirmed.job!.confirmedAt).toBeDefined();
+    expect(confirmed.job!.startedAt).toBeUndefined(); // set by the worker when encoding begins
     const outbox = await database.db.selectFrom("outbox").select("topic").where("job_id", "=", job!.id).orderBy("id").execute();
     expect(outbox.map((o) => o.topic)).toEqual(["job.created", "job.confirmed"]);
     expect((await connectError(api.jobs.confirm({ id: job!.id }))).code).toBe(Code.FailedPrecondition);
