@@ -1,6 +1,9 @@
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { sql } from "kysely";
 import type { App } from "./app.js";
+import { AuthRepository } from "./auth/auth.repository.js";
+import { OriginRepository } from "./origins/origin.repository.js";
 import type { Config } from "./config.js";
 
 export interface Credentials {
@@ -9,36 +12,45 @@ export interface Credentials {
   local_origin_id: string;
 }
 
+/** Advisory lock id ("rend") serialising first-start bootstraps of replicas sharing one database. */
+const BOOTSTRAP_LOCK = 0x72656e64;
+
 /**
  * First start on an empty database: one organization, an API key and a read/write local origin
  * rooted at `dataDir/storage`, so a fresh install can be used at once. The key is shown once and
- * written to `dataDir/credentials.json` (mode 0600). Returns undefined when organizations exist.
+ * written to `dataDir/credentials.json` (mode 0600). All of it happens in one transaction under
+ * an advisory lock: replicas starting together bootstrap once, and a failure (say, an unusable
+ * storage directory) leaves nothing half-made for the next start to trip over. Returns undefined
+ * when organizations exist.
  */
 export async function bootstrapIfEmpty(app: App, config: Config): Promise<Credentials | undefined> {
-  if ((await app.auth.countOrganizations()) > 0) return undefined;
-  const org = await app.auth.createOrganization("Default organization");
-  const key = await app.auth.createApiKey(org.id, "bootstrap");
   const rootDir = join(config.dataDir, "storage");
-  mkdirSync(rootDir, { recursive: true });
-  const origin = await app.origins.create(
-    org.id,
-    {
-      name: "Local storage",
-      description: `The server's directory ${rootDir}`,
-      permissions: ["read", "write"],
-      basePath: "",
-      pathTemplate: "",
-      local: { rootDir },
-      httpHeaders: {},
-    },
-    { trusted: true },
-  );
-  const credentials: Credentials = { organization_id: org.id, api_key: key.key, local_origin_id: origin.id };
-  mkdirSync(config.dataDir, { recursive: true });
-  const file = join(config.dataDir, "credentials.json");
-  writeFileSync(file, JSON.stringify(credentials, null, 2) + "\n", { mode: 0o600 });
-  chmodSync(file, 0o600); // mode only applies when the file is created
-  return credentials;
+  return app.database.db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`.execute(trx);
+    const auth = new AuthRepository(trx);
+    if ((await auth.countOrganizations()) > 0) return undefined;
+    const org = await auth.createOrganization("Default organization");
+    const key = await auth.createApiKey(org.id, "bootstrap");
+    mkdirSync(rootDir, { recursive: true });
+    const origin = await app.origins.withRepository(new OriginRepository(trx)).create(
+      org.id,
+      {
+        name: "Local storage",
+        description: `The server's directory ${rootDir}`,
+        permissions: ["read", "write"],
+        basePath: "",
+        pathTemplate: "",
+        local: { rootDir },
+        httpHeaders: {},
+      },
+      { trusted: true },
+    );
+    const credentials: Credentials = { organization_id: org.id, api_key: key.key, local_origin_id: origin.id };
+    const file = join(config.dataDir, "credentials.json");
+    writeFileSync(file, JSON.stringify(credentials, null, 2) + "\n", { mode: 0o600 });
+    chmodSync(file, 0o600); // mode only applies when the file is created
+    return credentials;
+  });
 }
 
 /** The banner printed after a first start: the credentials and a curl command to paste. */

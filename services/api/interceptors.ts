@@ -11,6 +11,7 @@ import {
 import { authenticate, type Caller } from "../auth/authenticate.js";
 import type { AuthRepository } from "../auth/auth.repository.js";
 import {
+  addViolations,
   AlreadyExistsError,
   DomainError,
   FailedPreconditionError,
@@ -114,10 +115,7 @@ export function validationInterceptor(checks: Map<DescMessage, SemanticCheck>, d
       }
     }
     const check = checks.get(schema);
-    if (check) {
-      const seen = new Set(violations.map((v) => `${v.field} ${v.rule}`));
-      for (const v of check(message)) if (!seen.has(`${v.field} ${v.rule}`)) violations.push(v);
-    }
+    if (check) addViolations(violations, check(message));
     if (violations.length && !deferred.has(schema)) throw invalidArgument(violations);
     return violations;
   };

@@ -22,6 +22,9 @@ export interface ApiServer {
 }
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+const MAX_REQUEST_BYTES = 1024 * 1024;
+/** A connection that sends nothing is dropped after this long (before HTTP's own timeouts apply). */
+const FIRST_BYTE_TIMEOUT_MS = 30_000;
 
 /**
  * One port for the Connect protocol (JSON and binary), gRPC and gRPC-Web over HTTP/1.1 and
@@ -36,6 +39,9 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     // snake_case like the reference, zero values (progress: 0, error_code: "") spelled out, and a
     // misspelled field or enum name is an error instead of being silently dropped.
     jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false },
+    // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
+    // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
+    readMaxBytes: MAX_REQUEST_BYTES,
   });
 
   let inFlight = 0;
@@ -61,7 +67,10 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
         await options.checkDatabase();
       } catch (err) {
         status = 503;
-        body = { status: "unavailable", reason: err instanceof Error ? err.message : String(err) };
+        // The cause goes to the log, not to an unauthenticated caller.
+        const reason = shutdown.signal.aborted ? "shutting down" : "database unreachable";
+        if (!shutdown.signal.aborted) options.log("readiness check failed", err);
+        body = { status: "unavailable", reason };
       }
     }
     res.writeHead(status, { "content-type": "application/json" });
@@ -79,7 +88,9 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
+    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
     socket.once("data", (chunk) => {
+      socket.setTimeout(0);
       socket.pause();
       socket.unshift(chunk);
       const n = Math.min(chunk.length, HTTP2_PREFACE.length);

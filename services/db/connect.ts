@@ -48,7 +48,9 @@ function lockDataDir(dataDir: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       const owner = Number(readFileSync(lockFile, "utf8").trim());
-      if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) {
+      // Our own pid in the file is a leftover of an earlier process that had it (pids repeat in
+      // containers): this process opens the directory once, so it cannot be a live owner.
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
         throw new DatabaseInUseError(
           `the embedded database in ${dataDir} is in use by process ${owner}: stop that process first, or use PostgreSQL (DATABASE_URL)`,
         );

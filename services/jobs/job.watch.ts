@@ -14,8 +14,9 @@ export interface WatchOptions {
 
 /**
  * The events of one Watch stream. It subscribes before it reads the snapshot, so a transition
- * between the two is delivered rather than lost; every event carries the job as re-read from the
- * database, so it is the committed state. Ends after the `completed` event of a terminal state.
+ * between the two is delivered rather than lost. A status event re-reads the job (the committed
+ * state); a progress event updates the last state's progress from the event itself. Ends after
+ * the `completed` event of a terminal state.
  */
 export async function* watchJob(
   bus: JobEventBus,
@@ -26,6 +27,9 @@ export async function* watchJob(
   let wake: (() => void) | undefined;
   let statusPending = false;
   let progressPending = false;
+  // Progress comes with its event: workers persist it to the row only now and then, so re-reading
+  // the row for every progress event would be both slower and staler.
+  let reported: { status: JobRecord["status"]; progress: number } | undefined;
   const notify = () => {
     wake?.();
     wake = undefined;
@@ -33,6 +37,7 @@ export async function* watchJob(
   const unsubscribe = await bus.subscribe(jobId, (event) => {
     if (event.kind === "status") statusPending = true;
     else progressPending = true;
+    reported = { status: event.status, progress: event.progress };
     notify();
   });
   options.signal.addEventListener("abort", notify, { once: true });
@@ -69,7 +74,8 @@ export async function* watchJob(
       const statusChanged = statusPending;
       statusPending = false;
       progressPending = false;
-      job = await load();
+      if (statusChanged) job = await load();
+      if (reported && reported.status === job.status && reported.progress > job.progress) job = { ...job, progress: reported.progress };
       lastSentAt = Date.now();
       if (isTerminal(job.status)) {
         yield { event: "completed", job };

@@ -73,12 +73,17 @@ export class OriginRepository {
     return { rows: rows.map(toRecord), total: Number(total.n) };
   }
 
+  /**
+   * Applies changes; with `unlessArchived`, only while the origin is not archived (compare-and-set),
+   * so a slow probe finishing after a Delete cannot bring the origin back.
+   */
   async update(
     organizationId: string,
     id: string,
     changes: Partial<Pick<OriginRecord, "name" | "description" | "pathTemplate" | "credentials" | "status" | "lastValidatedAt" | "validationError" | "archivedAt">>,
+    options: { unlessArchived?: boolean } = {},
   ): Promise<OriginRecord | undefined> {
-    const row = await this.db
+    let query = this.db
       .updateTable("origins")
       .set({
         name: changes.name,
@@ -92,9 +97,9 @@ export class OriginRepository {
         updated_at: new Date(),
       })
       .where("organization_id", "=", organizationId)
-      .where("id", "=", id)
-      .returningAll()
-      .executeTakeFirst();
+      .where("id", "=", id);
+    if (options.unlessArchived) query = query.where("status", "!=", "archived");
+    const row = await query.returningAll().executeTakeFirst();
     return row && toRecord(row);
   }
 }

@@ -1,6 +1,6 @@
 import { mkdir, realpath } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, type FieldViolation } from "../common/errors.js";
+import { addViolations, FailedPreconditionError, InvalidArgumentError, NotFoundError, type FieldViolation } from "../common/errors.js";
 import { newId } from "../common/ids.js";
 import { paginate, type PageRequest } from "../common/pagination.js";
 import { checkPathTemplate } from "../jobs/path-template.js";
@@ -37,6 +37,11 @@ export class OriginManager {
     private readonly policy: OriginPolicy,
   ) {}
 
+  /** The same manager over another repository, e.g. one bound to a transaction. */
+  withRepository(repo: OriginRepository): OriginManager {
+    return new OriginManager(repo, this.cipher, this.probe, this.policy);
+  }
+
   /**
    * Creates an origin after a real probe. `knownViolations` are what the validation interceptor
    * found in the request; they are reported together with these checks in one answer.
@@ -46,9 +51,7 @@ export class OriginManager {
     input: CreateOriginInput,
     options: { trusted?: boolean; knownViolations?: FieldViolation[] } = {},
   ): Promise<OriginRecord> {
-    const violations = [...(options.knownViolations ?? [])];
-    const seen = new Set(violations.map((v) => `${v.field} ${v.rule}`));
-    for (const v of this.checkCreate(input, options.trusted ?? false)) if (!seen.has(`${v.field} ${v.rule}`)) violations.push(v);
+    const violations = addViolations([...(options.knownViolations ?? [])], this.checkCreate(input, options.trusted ?? false));
     let localDir: string | undefined;
     if (input.local && violations.length === 0) {
       const checked = options.trusted ? { dir: resolve(input.local.rootDir) } : await this.checkLocalDir(organizationId, input.local.rootDir);
@@ -136,14 +139,19 @@ export class OriginManager {
       const probeError = await this.runProbe({ ...origin, credentials });
       if (probeError) throw new InvalidArgumentError([{ field: "s3_credentials", rule: "origin.probe_failed", message: probeError }]);
     }
-    const updated = await this.repo.update(organizationId, id, {
-      name: input.name,
-      description: input.description,
-      pathTemplate: input.pathTemplate,
-      credentials,
-      ...(credentials ? { status: "active", lastValidatedAt: new Date(), validationError: "" } : {}),
-    });
-    if (!updated) throw new NotFoundError(`origin ${id} not found`);
+    const updated = await this.repo.update(
+      organizationId,
+      id,
+      {
+        name: input.name,
+        description: input.description,
+        pathTemplate: input.pathTemplate,
+        credentials,
+        ...(credentials ? { status: "active", lastValidatedAt: new Date(), validationError: "" } : {}),
+      },
+      { unlessArchived: true },
+    );
+    if (!updated) throw new FailedPreconditionError(`origin ${id} was archived during the update`);
     return updated;
   }
 
@@ -158,12 +166,14 @@ export class OriginManager {
     const origin = await this.get(organizationId, id);
     if (origin.status === "archived") throw new FailedPreconditionError(`origin ${id} is archived`);
     const error = await this.runProbe(origin);
-    const updated = await this.repo.update(organizationId, id, {
-      status: error ? "failed" : "active",
-      lastValidatedAt: new Date(),
-      validationError: error ?? "",
-    });
-    return { origin: updated!, error: error ?? "" };
+    const updated = await this.repo.update(
+      organizationId,
+      id,
+      { status: error ? "failed" : "active", lastValidatedAt: new Date(), validationError: error ?? "" },
+      { unlessArchived: true },
+    );
+    if (!updated) throw new FailedPreconditionError(`origin ${id} was archived during validation`);
+    return { origin: updated, error: error ?? "" };
   }
 
   /**
@@ -198,7 +208,15 @@ export class OriginManager {
   }
 
   private secretsOf(origin: OriginRecord): OriginSecrets {
-    return origin.credentials ? (this.cipher.decrypt(origin.credentials) as OriginSecrets) : {};
+    if (!origin.credentials) return {};
+    try {
+      return this.cipher.decrypt(origin.credentials) as OriginSecrets;
+    } catch (err) {
+      throw new FailedPreconditionError(
+        `the credentials of origin ${origin.id} cannot be decrypted with this server's key: every API and worker process must share RENDITION_ENCRYPTION_KEY`,
+        { cause: err },
+      );
+    }
   }
 
   /** The probe's readable failure, or undefined when the origin works. */

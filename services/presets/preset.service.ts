@@ -110,19 +110,28 @@ export class PresetManager {
     return { items, nextCursor, total };
   }
 
-  async update(organizationId: string, id: string, input: { name?: string; description?: string; spec?: PresetSpec }): Promise<PresetRecord> {
-    if (findSystemPreset(id)) throw new FailedPreconditionError(`system preset ${id} is read-only; create your own preset instead`);
+  /** By id or slug, like Get. */
+  async update(organizationId: string, idOrSlug: string, input: { name?: string; description?: string; spec?: PresetSpec }): Promise<PresetRecord> {
+    const preset = await this.ownPreset(organizationId, idOrSlug);
     if (input.spec) {
       const violations = checkSpec(input.spec);
       if (violations.length) throw new InvalidArgumentError(violations);
     }
-    const updated = await this.repo.update(organizationId, id, input);
-    if (!updated) throw new NotFoundError(`preset ${id} not found`);
+    const updated = await this.repo.update(organizationId, preset.id, input);
+    if (!updated) throw new NotFoundError(`preset ${idOrSlug} not found`);
     return updated;
   }
 
-  async delete(organizationId: string, id: string): Promise<void> {
-    if (findSystemPreset(id)) throw new FailedPreconditionError(`system preset ${id} is read-only`);
-    if (!(await this.repo.delete(organizationId, id))) throw new NotFoundError(`preset ${id} not found`);
+  /** By id or slug, like Get. */
+  async delete(organizationId: string, idOrSlug: string): Promise<void> {
+    const preset = await this.ownPreset(organizationId, idOrSlug);
+    if (!(await this.repo.delete(organizationId, preset.id))) throw new NotFoundError(`preset ${idOrSlug} not found`);
+  }
+
+  /** One of the organization's own presets: system presets are read-only. */
+  private async ownPreset(organizationId: string, idOrSlug: string): Promise<PresetRecord> {
+    const preset = await this.get(organizationId, idOrSlug);
+    if (preset.system) throw new FailedPreconditionError(`system preset ${preset.slug} is read-only; create your own preset instead`);
+    return preset;
   }
 }

@@ -280,6 +280,8 @@ export const PresetServiceListResponseSchema: GenMessage<PresetServiceListRespon
  */
 export type PresetServiceUpdateRequest = Message<"rendition.v1.PresetServiceUpdateRequest"> & {
   /**
+   * Preset id (pst_...) or slug; system presets are read-only.
+   *
    * @generated from field: string id = 1;
    */
   id: string;
@@ -331,6 +333,8 @@ export const PresetServiceUpdateResponseSchema: GenMessage<PresetServiceUpdateRe
  */
 export type PresetServiceDeleteRequest = Message<"rendition.v1.PresetServiceDeleteRequest"> & {
   /**
+   * Preset id (pst_...) or slug; system presets are read-only.
+   *
    * @generated from field: string id = 1;
    */
   id: string;
