@@ -13,6 +13,7 @@ import { OriginRepository } from "./origins/origin.repository.js";
 import { OriginManager } from "./origins/origin.service.js";
 import { PresetRepository } from "./presets/preset.repository.js";
 import { PresetManager } from "./presets/preset.service.js";
+import { createNetworkGuard } from "./net/network-guard.js";
 import { InProcessEventBus, type JobEventBus } from "./queue/event-bus.js";
 import { createStorageDriver } from "./storage/storage-driver.js";
 
@@ -42,6 +43,15 @@ export function loadEncryptionKey(config: Config, log: (msg: string) => void): B
     writeFileSync(file, randomBytes(32).toString("base64") + "\n", { mode: 0o600 });
     log(`created a credential encryption key in ${file}; set RENDITION_ENCRYPTION_KEY to share one across replicas`);
   }
+  if (config.databaseUrl) {
+    // A shared database with a per-machine key file: credentials written by one replica cannot
+    // be decrypted by another. Still started, since a single replica works; but say so loudly.
+    log(
+      `warning: RENDITION_ENCRYPTION_KEY is not set, so origin credentials are encrypted with the key file ${file}. ` +
+        "With DATABASE_URL every API and worker replica must use the same key: set RENDITION_ENCRYPTION_KEY " +
+        "(32 bytes, base64 or hex) to this file's contents on all of them",
+    );
+  }
   return parseEncryptionKey(readFileSync(file, "utf8").trim());
 }
 
@@ -55,11 +65,14 @@ export async function createApp(config: Config, log: (msg: string) => void, even
     throw err;
   }
   const cipher = new CredentialCipher(loadEncryptionKey(config, log));
+  // Probes connect to hosts that callers name (s3 endpoints, http base URLs): refuse the
+  // internal network unless the operator allowed part of it.
+  const guard = createNetworkGuard({ allow: config.networkAllow });
   const origins = new OriginManager(
     new OriginRepository(database.db),
     cipher,
     async (originConfig, basePath, permissions) => {
-      const driver = createStorageDriver(originConfig);
+      const driver = createStorageDriver(originConfig, { guard });
       try {
         await driver.probe(basePath, permissions);
       } finally {

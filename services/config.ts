@@ -1,5 +1,7 @@
 import { resolve } from "node:path";
 
+import { parseAllowList } from "./net/network-guard.js";
+
 /** Typed configuration, read from the environment once at start and passed to constructors. */
 export interface Config {
   port: number;
@@ -13,6 +15,11 @@ export interface Config {
   allowLocalOrigins: boolean;
   /** Directories under which local origins may live. */
   localOriginRoots: string[];
+  /**
+   * CIDRs, IPs and host names that storage probes and transfers may reach although they are not
+   * public (loopback, private, link-local...). Empty: only public addresses.
+   */
+  networkAllow: string[];
   watchHeartbeatMs: number;
   /** How long SIGTERM waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
@@ -40,6 +47,19 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
 }
 
+function allowList(env: Env, name: string): string[] {
+  const entries = (env[name] ?? "")
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  try {
+    parseAllowList(entries);
+  } catch (err) {
+    throw new ConfigError(`${name}: ${(err as Error).message}`);
+  }
+  return entries;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.RENDITION_DATA_DIR || "./data");
   const databaseUrl = env.DATABASE_URL || undefined;
@@ -61,6 +81,7 @@ export function loadConfig(env: Env = process.env): Config {
     // install must opt in, since API and workers then need a shared filesystem.
     allowLocalOrigins: boolean(env, "RENDITION_ALLOW_LOCAL_ORIGINS", !databaseUrl),
     localOriginRoots: roots,
+    networkAllow: allowList(env, "RENDITION_NETWORK_ALLOW"),
     watchHeartbeatMs: integer(env, "RENDITION_WATCH_HEARTBEAT_MS", 30_000, 100, 3_600_000),
     shutdownTimeoutMs: integer(env, "RENDITION_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
   };

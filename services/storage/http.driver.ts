@@ -1,3 +1,5 @@
+import { type FetchLike, createGuardedFetch } from "../net/guarded-fetch.js";
+import { type NetworkGuard, blockedDestinationOf, defaultNetworkGuard } from "../net/network-guard.js";
 import {
   type HttpConfig,
   type OriginPermissions,
@@ -8,22 +10,34 @@ import {
   writeStreamToFile,
 } from "./storage-driver.js";
 
-/**
- * The subset of `fetch` this driver uses. Injected so a guarded client (SSRF checks on the
- * resolved address, manual redirect handling) can replace the global one without touching
- * this file.
- */
-export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+export type { FetchLike };
 
 export interface HttpDriverOptions {
+  /**
+   * Decides which hosts may be contacted (default: nothing private). Every request, redirect
+   * hops included, connects through it.
+   */
+  guard?: NetworkGuard;
+  /** Replaces the guarded client altogether (tests); the guard is then not used. */
   fetch?: FetchLike;
   /** Cap on a probe; an unresponsive host must not hang origin creation. */
   probeTimeoutMs?: number;
+  /** Socket idle limit (connect included) for every request. */
+  socketTimeoutMs?: number;
+}
+
+/** Redirects followed per request; each hop is checked by the guard like the first request. */
+export const MAX_REDIRECTS = 5;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+class RedirectError extends Error {
+  override name = "RedirectError";
 }
 
 /** A read-only origin: objects are plain URLs under baseUrl. */
 export class HttpDriver implements StorageDriver {
   private readonly baseUrl: string;
+  private readonly baseOrigin: string;
   private readonly fetch: FetchLike;
   private readonly probeTimeoutMs: number;
 
@@ -41,7 +55,9 @@ export class HttpDriver implements StorageDriver {
       throw new OriginProbeError(`base URL must be http or https: ${config.baseUrl}`);
     }
     this.baseUrl = config.baseUrl.replace(/\/+$/, "");
-    this.fetch = options.fetch ?? ((url, init) => fetch(url, init));
+    this.baseOrigin = parsed.origin;
+    this.fetch =
+      options.fetch ?? createGuardedFetch(options.guard ?? defaultNetworkGuard(), { socketTimeoutMs: options.socketTimeoutMs });
     this.probeTimeoutMs = options.probeTimeoutMs ?? 10_000;
   }
 
@@ -63,6 +79,9 @@ export class HttpDriver implements StorageDriver {
       }
     } catch (err) {
       if (err instanceof OriginProbeError) throw err;
+      // A refused destination is reported as just that: nothing was sent to it.
+      const blocked = blockedDestinationOf(err);
+      if (blocked) throw new OriginProbeError(blocked.message, { cause: err });
       throw new OriginProbeError(`read probe failed: ${describeFetchError(err)} (${url})`, { cause: err });
     }
   }
@@ -92,16 +111,53 @@ export class HttpDriver implements StorageDriver {
     return path ? `${this.baseUrl}/${path}` : this.baseUrl;
   }
 
-  private request(url: string, init: RequestInit): Promise<Response> {
-    return this.fetch(url, { ...init, headers: { ...this.config.headers, ...(init.headers as Record<string, string>) } });
+  /**
+   * One request, following at most MAX_REDIRECTS redirects by hand (`redirect: "manual"`), so
+   * every hop is a new request through the guard. The origin's configured headers (often
+   * secrets) go only to the base URL's own origin, never to a host a redirect names.
+   */
+  private async request(url: string, init: RequestInit): Promise<Response> {
+    let current = new URL(url);
+    let method = init.method ?? "GET";
+    for (let hop = 0; ; hop++) {
+      const own = current.origin === this.baseOrigin ? this.config.headers : undefined;
+      let response: Response;
+      try {
+        response = await this.fetch(current.href, {
+          ...init,
+          method,
+          redirect: "manual",
+          headers: { ...own, ...(init.headers as Record<string, string> | undefined) },
+        });
+      } catch (err) {
+        const blocked = hop > 0 ? blockedDestinationOf(err) : undefined;
+        throw blocked ? blocked.viaRedirect() : err;
+      }
+      const location = REDIRECT_STATUSES.has(response.status) ? response.headers.get("location") : null;
+      if (location === null) return response;
+      await response.body?.cancel();
+      if (hop === MAX_REDIRECTS) throw new RedirectError(`more than ${MAX_REDIRECTS} redirects`);
+      let next: URL;
+      try {
+        next = new URL(location, current);
+      } catch {
+        throw new RedirectError(`HTTP ${response.status} with an invalid Location`);
+      }
+      if (next.protocol !== "http:" && next.protocol !== "https:") {
+        throw new RedirectError(`redirect to a ${next.protocol} URL refused`);
+      }
+      if (response.status === 303 && method !== "HEAD") method = "GET";
+      current = next;
+    }
   }
 }
 
-/** fetch reports every network failure as TypeError("fetch failed"); the useful part is the cause. */
+/** Network failures carry a code (on the error, its cause, or the parts of an AggregateError). */
 function describeFetchError(err: unknown): string {
-  const e = err as (Error & { cause?: { code?: string; message?: string } }) | undefined;
+  const e = err as (Error & { code?: string; cause?: { code?: string; message?: string }; errors?: Array<{ code?: string }> }) | undefined;
   if (e?.name === "TimeoutError" || e?.name === "AbortError") return "no answer in time";
-  const cause = e?.cause;
-  if (cause?.code) return `cannot reach the server (${cause.code})`;
-  return cause?.message ?? e?.message ?? String(err);
+  const code = e?.code ?? e?.cause?.code ?? e?.errors?.find((inner) => inner.code)?.code;
+  if (code === "ETIMEDOUT") return "no answer in time";
+  if (code && code !== "ABORT_ERR") return `cannot reach the server (${code})`;
+  return e?.cause?.message ?? e?.message ?? String(err);
 }

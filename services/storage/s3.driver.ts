@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import type { Agent as HttpAgent } from "node:http";
+import type { Agent as HttpsAgent } from "node:https";
 import type { Readable } from "node:stream";
 
 import {
@@ -13,6 +15,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 
+import { type NetworkGuard, blockedDestinationOf, defaultNetworkGuard } from "../net/network-guard.js";
 import {
   type OriginPermissions,
   type S3Config,
@@ -24,6 +27,11 @@ import {
 } from "./storage-driver.js";
 
 export interface S3DriverOptions {
+  /**
+   * Decides which hosts may be contacted (default: nothing private, which still lets AWS's own
+   * public endpoints through). Every connection the SDK makes goes through it.
+   */
+  guard?: NetworkGuard;
   /** TCP connect limit; a wrong endpoint should fail a probe in seconds, not after the OS default (~2 min). */
   connectionTimeoutMs?: number;
   /** Socket idle limit: a server that stops talking mid-request. Not a cap on a whole transfer. */
@@ -36,12 +44,22 @@ export interface S3DriverOptions {
 export class S3Driver implements StorageDriver {
   private readonly client: S3Client;
   private readonly probeTimeoutMs: number;
+  private readonly agents: [HttpAgent, HttpsAgent];
 
   constructor(
     private readonly config: S3Config,
     options: S3DriverOptions = {},
   ) {
     this.probeTimeoutMs = options.probeTimeoutMs ?? 15_000;
+    const guard = options.guard ?? defaultNetworkGuard();
+    // Agent instances, not Agent options: given options, @smithy/node-http-handler builds its own
+    // Agents, and for every request with "Expect: 100-continue" (the SDK adds it to bodies of
+    // 2 MiB and more: multipart parts) a fresh unguarded one. With instances ("external agents")
+    // every request uses these. keepAlive and maxSockets are the handler's own defaults.
+    this.agents = [
+      guard.createHttpAgent({ keepAlive: true, maxSockets: 50 }),
+      guard.createHttpsAgent({ keepAlive: true, maxSockets: 50 }),
+    ];
     this.client = new S3Client({
       region: config.region,
       endpoint: config.endpoint,
@@ -57,6 +75,8 @@ export class S3Driver implements StorageDriver {
       requestHandler: {
         connectionTimeout: options.connectionTimeoutMs ?? 5_000,
         socketTimeout: options.socketTimeoutMs ?? 30_000,
+        httpAgent: this.agents[0],
+        httpsAgent: this.agents[1],
       },
       // Since 3.729 the SDK checksums every upload by default, sending streamed bodies as
       // aws-chunked with a trailer. Not every S3-compatible store understands that (s3rver 3.7.1
@@ -78,7 +98,7 @@ export class S3Driver implements StorageDriver {
           { abortSignal },
         );
       } catch (err) {
-        throw new OriginProbeError(`read probe failed: ${this.describeError(err)}`, { cause: err });
+        throw new OriginProbeError(this.describeError(err, "read probe failed"), { cause: err });
       }
     }
 
@@ -89,7 +109,7 @@ export class S3Driver implements StorageDriver {
           abortSignal,
         });
       } catch (err) {
-        throw new OriginProbeError(`write probe failed: ${this.describeError(err)}`, { cause: err });
+        throw new OriginProbeError(this.describeError(err, "write probe failed"), { cause: err });
       }
       // Uploading outputs needs only PutObject; upload-only policies without DeleteObject are
       // common, so a marker that cannot be removed does not fail the probe.
@@ -140,9 +160,16 @@ export class S3Driver implements StorageDriver {
   /** Releases pooled sockets; the driver cannot be used afterwards. */
   destroy(): void {
     this.client.destroy();
+    for (const agent of this.agents) agent.destroy();
   }
 
-  private describeError(err: unknown): string {
+  /** `${what}: reason`; a refused destination is reported as just that, since nothing was sent to it. */
+  private describeError(err: unknown, what: string): string {
+    const blocked = blockedDestinationOf(err);
+    return blocked ? blocked.message : `${what}: ${this.describeReason(err)}`;
+  }
+
+  private describeReason(err: unknown): string {
     const { bucket, region } = this.config;
     const endpoint = this.config.endpoint ?? `AWS S3 (${region})`;
     if (err instanceof S3ServiceException) {

@@ -3,6 +3,7 @@ import { rm } from "node:fs/promises";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 
+import type { NetworkGuard } from "../net/network-guard.js";
 import { HttpDriver } from "./http.driver.js";
 import { LocalDriver } from "./local.driver.js";
 import { S3Driver } from "./s3.driver.js";
@@ -72,12 +73,21 @@ export class ObjectTooLargeError extends Error {
   }
 }
 
-export function createStorageDriver(config: OriginConfig): StorageDriver {
+export interface StorageDriverOptions {
+  /**
+   * Which caller-named hosts (s3 endpoints, http base URLs, their redirects) may be contacted.
+   * Default: a guard that allows nothing private (no loopback, private, link-local or metadata
+   * addresses).
+   */
+  guard?: NetworkGuard;
+}
+
+export function createStorageDriver(config: OriginConfig, options: StorageDriverOptions = {}): StorageDriver {
   switch (config.provider) {
     case "s3":
-      return new S3Driver(config.s3);
+      return new S3Driver(config.s3, { guard: options.guard });
     case "http":
-      return new HttpDriver(config.http);
+      return new HttpDriver(config.http, { guard: options.guard });
     case "local":
       return new LocalDriver(config.local);
   }

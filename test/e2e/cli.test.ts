@@ -316,7 +316,7 @@ describe("graceful shutdown", () => {
     "ends Watch streams cleanly, lets an in-flight call finish and exits 0",
     async () => {
       const dataDir = tempDataDir();
-      const server = spawnRendition(["api"], serverEnv(dataDir, { DATABASE_URL: await emptyDatabase() }));
+      const server = spawnRendition(["api"], serverEnv(dataDir, { DATABASE_URL: await emptyDatabase(), RENDITION_NETWORK_ALLOW: "127.0.0.1/32" }));
       const { baseUrl } = await server.listening();
       await server.waitFor(/-d '\{.*\}'\n/, 10_000);
       const credentials = readCredentials(dataDir);

@@ -59,6 +59,7 @@ beforeAll(async () => {
     const token = req.headers["x-api-token"] as string | undefined;
     httpSeen.push({ method: req.method, url: req.url, token });
     if (req.url === "/media") return res.writeHead(200, { "content-type": "text/plain" }).end(req.method === "HEAD" ? undefined : "ok");
+    if (req.url === "/to-metadata") return res.writeHead(302, { location: "http://169.254.169.254/latest/meta-data/iam/" }).end("moved");
     if (req.url === "/private") {
       if (token !== HEADER_SECRET) return res.writeHead(403).end();
       return res.writeHead(200).end();
@@ -498,6 +499,85 @@ describe("http origins", () => {
   });
 });
 
+describe("SSRF guard on origin probes", () => {
+  // The main `api` runs with the harness default RENDITION_NETWORK_ALLOW (loopback); these two
+  // run with nothing allowed and with exactly 127.0.0.1/32.
+  let strictDb: TestDatabase;
+  let strict: TestApi;
+  let narrowDb: TestDatabase;
+  let narrow: TestApi;
+  const refused = (host: string) => `refused: ${host} resolves to a private or reserved address; allow it with RENDITION_NETWORK_ALLOW`;
+
+  beforeAll(async () => {
+    [strictDb, narrowDb] = await Promise.all([createTestDatabase(inject("databaseUrl")), createTestDatabase(inject("databaseUrl"))]);
+    [strict, narrow] = await Promise.all([
+      startTestApi(strictDb.url, { RENDITION_NETWORK_ALLOW: "" }),
+      startTestApi(narrowDb.url, { RENDITION_NETWORK_ALLOW: "127.0.0.1/32" }),
+    ]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([strict?.close(), narrow?.close()]);
+    await Promise.all([strictDb?.drop(), narrowDb?.drop()]);
+  });
+
+  it("refuses an http origin on 127.0.0.1 by default, saying so plainly and contacting nothing", async () => {
+    expect(strict.config.networkAllow).toEqual([]);
+    const before = httpSeen.length;
+    const { err, violations } = await invalid(strict.origins.create({ name: "loopback cdn", permissions: [OriginPermission.READ], http: { baseUrl: `${httpBase}/media` } }));
+    expect(violations).toEqual([{ field: "http", rule: "origin.probe_failed", message: refused("127.0.0.1") }]);
+    expect(err.rawMessage).toBe(`1 invalid field: http: ${refused("127.0.0.1")}`);
+    // By name too, and the metadata address.
+    const byName = await invalid(
+      strict.origins.create({ name: "loopback cdn", permissions: [OriginPermission.READ], http: { baseUrl: httpBase.replace("127.0.0.1", "localhost") } }),
+    );
+    expect(byName.violations[0]!.message).toMatch(/^refused: localhost resolves to a private or reserved address; allow it with RENDITION_NETWORK_ALLOW$/);
+    const metadata = await invalid(
+      strict.origins.create({ name: "metadata", permissions: [OriginPermission.READ], http: { baseUrl: "http://169.254.169.254/latest/meta-data" } }),
+    );
+    expect(metadata.violations).toEqual([{ field: "http", rule: "origin.probe_failed", message: refused("169.254.169.254") }]);
+    expect(httpSeen.length).toBe(before);
+    expect((await strict.origins.list({})).origins.map((o) => o.id)).toEqual([strict.credentials.local_origin_id]);
+  });
+
+  it("accepts the same http origin when the API runs with RENDITION_NETWORK_ALLOW=127.0.0.1/32", async () => {
+    expect(narrow.config.networkAllow).toEqual(["127.0.0.1/32"]);
+    const before = httpSeen.length;
+    const { origin } = await narrow.origins.create({ name: "loopback cdn", permissions: [OriginPermission.READ], http: { baseUrl: `${httpBase}/media` } });
+    expect(origin).toMatchObject({ status: OriginStatus.ACTIVE, validationError: "" });
+    expect(httpSeen.slice(before)).toEqual([{ method: "HEAD", url: "/media", token: undefined }]);
+    expect(await narrow.origins.validate({ id: origin!.id })).toMatchObject({ valid: true, error: "" });
+  });
+
+  it("refuses an s3 origin whose endpoint is on loopback by default; accepts it when allowed", async () => {
+    const before = s3.requests.length;
+    const { violations } = await invalid(strict.origins.create(s3Origin({ name: "loopback s3" })));
+    expect(violations).toEqual([{ field: "s3", rule: "origin.probe_failed", message: refused("127.0.0.1") }]);
+    const writeOnly = await invalid(strict.origins.create(s3Origin({ name: "loopback s3", permissions: [OriginPermission.WRITE] })));
+    expect(writeOnly.violations).toEqual([{ field: "s3", rule: "origin.probe_failed", message: refused("127.0.0.1") }]);
+    expect(s3.requests.length).toBe(before);
+
+    const { origin } = await narrow.origins.create(s3Origin({ name: "loopback s3" }));
+    expect(origin).toMatchObject({ status: OriginStatus.ACTIVE, s3: { endpoint: s3.endpoint } });
+    expect(s3.requests.length).toBeGreaterThan(before);
+  });
+
+  it("refuses an http probe that is redirected to the metadata address", async () => {
+    const before = httpSeen.length;
+    const { violations } = await invalid(api.origins.create({ name: "redirects", permissions: [OriginPermission.READ], http: { baseUrl: `${httpBase}/to-metadata` } }));
+    expect(violations).toEqual([
+      {
+        field: "http",
+        rule: "origin.probe_failed",
+        message:
+          "refused: a redirect to 169.254.169.254, which resolves to a private or reserved address; allow it with RENDITION_NETWORK_ALLOW",
+      },
+    ]);
+    expect(httpSeen.slice(before)).toEqual([{ method: "HEAD", url: "/to-metadata", token: undefined }]);
+    expect(await database.db.selectFrom("origins").select("id").where("name", "=", "redirects").execute()).toEqual([]);
+  });
+});
+
 describe("local origins", () => {
   const outsideMessage = () => `must be inside this organization's directory: ${orgArea()}`;
 
@@ -639,14 +719,14 @@ describe("origins in jobs", () => {
 
     // The right way round works.
     const { job } = await api.jobs.create(jobRequest({ inputOriginId: readOnly!.id, inputPath: "clip.mp4", outputOriginId: writeOnly.id }));
-    expect(job!.inputOrigin).toMatchObject({ id: readOnly!.id, provider: "http", path: "clip.mp4" });
-    expect(job!.outputOrigin).toMatchObject({ id: writeOnly.id, provider: "local" });
+    expect(job!.inputOrigin).toMatchObject({ id: readOnly!.id, provider: OriginProvider.HTTP, path: "clip.mp4" });
+    expect(job!.outputOrigin).toMatchObject({ id: writeOnly.id, provider: OriginProvider.LOCAL });
   });
 
   it("uses an s3 origin's path_template and snapshots its bucket", async () => {
     const { origin } = await api.origins.create(s3Origin({ name: "s3 out", pathTemplate: "web/{job_id}/{resolution}" }));
     const { job } = await api.jobs.create(jobRequest({ outputOriginId: origin!.id }));
-    expect(job!.outputOrigin).toMatchObject({ id: origin!.id, provider: "s3", bucket: BUCKET });
+    expect(job!.outputOrigin).toMatchObject({ id: origin!.id, provider: OriginProvider.S3, bucket: BUCKET });
     expect(job!.outputs[0]!.path).toBe(`web/${job!.id}/720p.mp4`);
   });
 });

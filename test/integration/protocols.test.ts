@@ -122,8 +122,8 @@ function expectCanonicalPendingJob(job: any) {
   expect(job.metadata).toEqual({});
   expect(job.thumbnails).toEqual([]);
   // snake_case field names, never the camelCase JSON names.
-  expect(job.output_origin).toEqual({ id: api.credentials.local_origin_id, name: "Local storage", provider: "local", path: "", bucket: "" });
-  expect(job.input_origin).toMatchObject({ id: api.credentials.local_origin_id, provider: "local", path: "uploads/in.mp4" });
+  expect(job.output_origin).toEqual({ id: api.credentials.local_origin_id, name: "Local storage", provider: "ORIGIN_PROVIDER_LOCAL", path: "", bucket: "" });
+  expect(job.input_origin).toMatchObject({ id: api.credentials.local_origin_id, provider: "ORIGIN_PROVIDER_LOCAL", path: "uploads/in.mp4" });
   for (const camel of ["outputOrigin", "inputOrigin", "errorCode", "createdAt", "delayedStart", "totalEstimatedCost"]) {
     expect(job).not.toHaveProperty(camel);
   }

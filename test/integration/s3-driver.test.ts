@@ -8,26 +8,32 @@ import path from "node:path";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { BlockedDestinationError, createNetworkGuard } from "../../services/net/network-guard.js";
 import { S3Driver } from "../../services/storage/s3.driver.js";
-import { ObjectTooLargeError, OriginProbeError, type S3Config } from "../../services/storage/storage-driver.js";
+import { ObjectTooLargeError, OriginProbeError, type S3Config, createStorageDriver } from "../../services/storage/storage-driver.js";
 import { type S3TestServer, startS3Server } from "../support/s3-server.js";
 
 const BUCKET = "rendition-test";
+/** s3rver listens on loopback, which the default guard refuses. */
+const loopback = createNetworkGuard({ allow: ["127.0.0.1/32", "::1/128"] });
 
 describe("S3Driver against s3rver", () => {
   let s3: S3TestServer;
   let dir: string;
   const drivers: S3Driver[] = [];
 
-  function driverWith(overrides: Partial<S3Config> = {}): S3Driver {
-    const driver = new S3Driver({
-      bucket: BUCKET,
-      region: "us-east-1",
-      endpoint: s3.endpoint,
-      accessKeyId: s3.accessKeyId,
-      secretAccessKey: s3.secretAccessKey,
-      ...overrides,
-    });
+  function driverWith(overrides: Partial<S3Config> = {}, options: ConstructorParameters<typeof S3Driver>[1] = { guard: loopback }): S3Driver {
+    const driver = new S3Driver(
+      {
+        bucket: BUCKET,
+        region: "us-east-1",
+        endpoint: s3.endpoint,
+        accessKeyId: s3.accessKeyId,
+        secretAccessKey: s3.secretAccessKey,
+        ...overrides,
+      },
+      options,
+    );
     drivers.push(driver);
     return driver;
   }
@@ -107,7 +113,7 @@ describe("S3Driver against s3rver", () => {
     const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
     const driver = new S3Driver(
       { bucket: BUCKET, region: "us-east-1", endpoint, accessKeyId: "a", secretAccessKey: "b" },
-      options,
+      { ...options, guard: loopback },
     );
     const started = Date.now();
     try {
@@ -167,5 +173,58 @@ describe("S3Driver against s3rver", () => {
 
   it("gives s3:// URLs without a leading slash in the key", () => {
     expect(driverWith().urlFor("/a//b/c.mp4")).toBe(`s3://${BUCKET}/a/b/c.mp4`);
+  });
+
+  describe("SSRF guard", () => {
+    const refusal = "refused: 127.0.0.1 resolves to a private or reserved address; allow it with RENDITION_NETWORK_ALLOW";
+
+    it("refuses a loopback endpoint by default, for read and write probes, without sending it anything", async () => {
+      const before = s3.requests.length;
+      const viaFactory = createStorageDriver({
+        provider: "s3",
+        s3: { bucket: BUCKET, region: "us-east-1", endpoint: s3.endpoint, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+      });
+      try {
+        const read = viaFactory.probe("", { read: true, write: false });
+        await expect(read).rejects.toThrow(OriginProbeError);
+        await expect(read).rejects.toThrow(refusal);
+      } finally {
+        viaFactory.destroy?.();
+      }
+      const driver = driverWith({}, {});
+      await expect(driver.probe("", { read: false, write: true })).rejects.toThrow(refusal);
+      // A host name that resolves to loopback is refused the same way.
+      const byName = driverWith({ endpoint: s3.endpoint.replace("127.0.0.1", "localhost") }, {});
+      await expect(byName.probe("", { read: true, write: false })).rejects.toThrow(
+        /^refused: localhost resolves to a private or reserved address; allow it with RENDITION_NETWORK_ALLOW$/,
+      );
+      expect(s3.requests.length).toBe(before);
+    });
+
+    it("also guards transfers, uploads with Expect: 100-continue included", async () => {
+      // A 3 MiB file is one PutObject (below lib-storage's 5 MiB part size) whose body is over
+      // 2 MiB, so the SDK sends "Expect: 100-continue", for which @smithy/node-http-handler would
+      // build a fresh, unguarded Agent were the driver's Agents not instances of its own.
+      const size = 3 * 1024 * 1024;
+      const src = path.join(dir, "guarded.bin");
+      await writeFile(src, randomBytes(size));
+      const before = s3.requests.length;
+      for (const endpoint of [s3.endpoint, s3.endpoint.replace("127.0.0.1", "localhost")]) {
+        const driver = driverWith({ endpoint }, {});
+        await expect(driver.upload(src, "guarded/large.bin")).rejects.toThrow(BlockedDestinationError);
+        await expect(driver.download("limit.bin", path.join(dir, "guarded.out"))).rejects.toThrow(BlockedDestinationError);
+      }
+      expect(s3.requests.length).toBe(before);
+      // The same upload with loopback allowed goes through.
+      await expect(driverWith().upload(src, "guarded/large.bin")).resolves.toMatchObject({ bytes: size });
+      expect(s3.requests.slice(before)).toEqual([expect.stringMatching(/^PUT \/rendition-test\/guarded\/large\.bin/)]);
+    });
+
+    it("refuses the metadata address as an endpoint", async () => {
+      const driver = driverWith({ endpoint: "http://169.254.169.254" }, {});
+      await expect(driver.probe("", { read: true, write: false })).rejects.toThrow(
+        "refused: 169.254.169.254 resolves to a private or reserved address; allow it with RENDITION_NETWORK_ALLOW",
+      );
+    });
   });
 });

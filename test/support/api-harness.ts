@@ -39,6 +39,8 @@ export function authHeaders(auth: { apiKey: string; organizationId: string }): I
 /**
  * The real API on a real HTTP server (port 0) over `databaseUrl` (PostgreSQL) or, when
  * undefined, an in-memory PGlite; data directory and local storage in a temp dir.
+ * The test storage servers (s3rver, HTTP) listen on loopback, so RENDITION_NETWORK_ALLOW allows
+ * it by default; tests of the SSRF guard pass `RENDITION_NETWORK_ALLOW: ""`.
  */
 export async function startTestApi(databaseUrl: string | undefined, env: Record<string, string> = {}): Promise<TestApi> {
   const dataDir = mkdtempSync(join(tmpdir(), "rendition-test-"));
@@ -48,6 +50,7 @@ export async function startTestApi(databaseUrl: string | undefined, env: Record<
     RENDITION_ALLOW_LOCAL_ORIGINS: "true",
     RENDITION_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
     RENDITION_SHUTDOWN_TIMEOUT_MS: "2000",
+    RENDITION_NETWORK_ALLOW: "127.0.0.1/32,::1/128",
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });
