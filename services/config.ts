@@ -66,7 +66,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError(`DATABASE_URL must be a postgres:// URL, got "${databaseUrl}"`);
   }
-  const roots = (env.RENDITION_LOCAL_ORIGIN_ROOTS || resolve(dataDir, "storage"))
+  // Not `storage`: that is the default organization's first-start origin, and an organization's
+  // area under it would be readable through that origin.
+  const roots = (env.RENDITION_LOCAL_ORIGIN_ROOTS || resolve(dataDir, "local-origins"))
     .split(",")
     .map((p) => p.trim())
     .filter(Boolean)

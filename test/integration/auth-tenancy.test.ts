@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, realpathSync, symlinkSync } from "node:fs";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -371,10 +371,15 @@ describe("tenant isolation", () => {
 
     it("Create of a local origin in org A's area or on the bootstrap root is refused for org B (local.root_dir), and stores nothing", async () => {
       const { origin: bootstrap } = await a.origins.get({ id: api.credentials.local_origin_id });
-      expect(bootstrap!.local!.rootDir).toBe(root);
+      const storage = bootstrap!.local!.rootDir;
+      // The default organization's first-start origin must not contain any organization's area,
+      // or org A could read org B's files through it.
+      expect(relative(storage, bArea).startsWith("..")).toBe(true);
+      expect(relative(storage, root).startsWith("..")).toBe(true);
       const outside = { field: "local.root_dir", rule: "origin.local_root_outside", message: `must be inside this organization's directory: ${bArea}` };
       for (const rootDir of [
-        root, // the bootstrap origin's directory, which holds every organization's area
+        storage, // the bootstrap origin's directory
+        root, // the root holding every organization's area
         aArea,
         join(aArea, "extra"), // org A's existing origin
         `${bArea}/../${api.credentials.organization_id}`, // into A's area through '..'
