@@ -36,6 +36,8 @@ let api: TestApi;
 let s3: S3TestServer;
 let admin: S3Client;
 let httpServer: http.Server;
+/** How long the http origin test server takes to answer /slow. */
+let slowResponseMs = 0;
 let httpBase: string;
 const httpSeen: Array<{ method?: string; url?: string; token?: string }> = [];
 
@@ -58,6 +60,10 @@ beforeAll(async () => {
   httpServer = http.createServer((req, res) => {
     const token = req.headers["x-api-token"] as string | undefined;
     httpSeen.push({ method: req.method, url: req.url, token });
+    if (req.url === "/slow") {
+      setTimeout(() => res.writeHead(200).end(), slowResponseMs);
+      return;
+    }
     if (req.url === "/media") return res.writeHead(200, { "content-type": "text/plain" }).end(req.method === "HEAD" ? undefined : "ok");
     if (req.url === "/to-metadata") return res.writeHead(302, { location: "http://169.254.169.254/latest/meta-data/iam/" }).end("moved");
     if (req.url === "/private") {
@@ -402,6 +408,25 @@ describe("s3 origins against s3rver", () => {
 });
 
 describe("OriginService.Delete (archive)", () => {
+  it("stays archived when a Validate that started before the Delete finishes after it", async () => {
+    const { origin } = await api.origins.create({ name: "slow", permissions: [OriginPermission.READ], http: { baseUrl: `${httpBase}/slow` } });
+    slowResponseMs = 800;
+    try {
+      const validating = connectError(api.origins.validate({ id: origin!.id }));
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the probe is now waiting on /slow
+      await api.origins.delete({ id: origin!.id });
+      const err = await validating;
+      expect(err.code).toBe(Code.FailedPrecondition);
+      expect(err.rawMessage).toContain("archived during validation");
+    } finally {
+      slowResponseMs = 0;
+    }
+    const { origin: after } = await api.origins.get({ id: origin!.id });
+    expect(after).toMatchObject({ status: OriginStatus.ARCHIVED });
+    expect(after!.archivedAt).toBeDefined();
+  });
+
+
   it("archives; List hides archived origins unless include_archived; archived origins cannot be used, updated or validated", async () => {
     const origin = await createLocal("to archive");
     const { origin: archived } = await api.origins.delete({ id: origin.id });
