@@ -36,7 +36,3 @@ function encode(value: bigint, length: number): string {
   }
   return out;
 }
-
-export function hasPrefix(id: string, prefix: IdPrefix): boolean {
-  return id.startsWith(`${prefix}_`);
-}

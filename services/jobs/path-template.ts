@@ -17,7 +17,6 @@ export const TEMPLATE_VARIABLES = [
 export type TemplateVariable = (typeof TEMPLATE_VARIABLES)[number];
 
 export const DEFAULT_PATH_TEMPLATE = "{job_id}/{output_id}";
-export const MAX_TEMPLATE_LENGTH = 512;
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 
