@@ -4,6 +4,8 @@
  * gRPC and gRPC-Web, `buf curl`, and the health endpoints.
  */
 import { execFile, spawn } from "node:child_process";
+import { request as httpRequest } from "node:http";
+import { gzipSync } from "node:zlib";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
@@ -490,5 +492,32 @@ describe("buf curl with the repository's schema", () => {
         ["WATCH_EVENT_COMPLETED", "JOB_STATUS_CANCELED"],
       ]);
     });
+  });
+});
+
+describe("oversized requests", () => {
+  /** POSTs raw bytes with node:http (curl would need a temp file for binary gzip data). */
+  function post(body: Buffer, headers: Record<string, string>): Promise<{ status: number; json: any }> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(`${api.baseUrl}/rendition.v1.JobService/Get`, { method: "POST", headers: { "content-type": "application/json", ...headers } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString("utf8")) }));
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+
+  it("refuses a body over 1 MiB, and a gzip body that inflates past it, before authentication", async () => {
+    const plain = await post(Buffer.from(`{"id":"${"x".repeat(2 * 1024 * 1024)}"}`), {});
+    expect(plain.status).toBe(429);
+    expect(plain.json.code).toBe("resource_exhausted");
+    // 64 MiB of whitespace compresses to about 64 KB: it must not be inflated whole.
+    const bomb = gzipSync(Buffer.concat([Buffer.from('{"id":"x"'), Buffer.alloc(64 * 1024 * 1024, 0x20), Buffer.from("}")]));
+    expect(bomb.length).toBeLessThan(100 * 1024);
+    const inflated = await post(bomb, { "content-encoding": "gzip" });
+    expect(inflated.status).toBe(429);
+    expect(inflated.json).toMatchObject({ code: "resource_exhausted", message: expect.stringContaining("after decompression") });
   });
 });
