@@ -270,13 +270,20 @@ type ConnectionCallback = (err: Error | null, stream: Duplex) => void;
 /**
  * The check for connections that never reach `lookup`: IP-literal hosts (and unix sockets,
  * which an outbound request to a caller's host never needs). Also pins `lookup` to the guard's,
- * whatever the request options said.
+ * whatever the request options said. Returns true when it refused the connection; the Agent then
+ * passes the callback's error to the request's "error" event.
  */
-function guardConnection(guard: NetworkGuard, options: http.ClientRequestArgs): Error | undefined {
-  if (options.socketPath) return new Error("refused: connections to unix sockets are not allowed here");
-  options.lookup = guard.lookup;
-  const host = stripBrackets(String(options.host ?? options.hostname ?? "localhost"));
-  return net.isIP(stripZone(host)) ? guard.checkAddress(host) : undefined;
+function refuseConnection(guard: NetworkGuard, options: http.ClientRequestArgs, callback?: ConnectionCallback): boolean {
+  let refused: Error | undefined;
+  if (options.socketPath) {
+    refused = new Error("refused: connections to unix sockets are not allowed here");
+  } else {
+    options.lookup = guard.lookup;
+    const host = stripBrackets(String(options.host ?? options.hostname ?? "localhost"));
+    if (net.isIP(stripZone(host))) refused = guard.checkAddress(host);
+  }
+  if (refused) process.nextTick(() => callback?.(refused, undefined as unknown as Duplex));
+  return refused !== undefined;
 }
 
 class GuardedHttpAgent extends http.Agent {
@@ -288,13 +295,7 @@ class GuardedHttpAgent extends http.Agent {
   }
 
   override createConnection(options: http.ClientRequestArgs, callback?: ConnectionCallback): Duplex | null | undefined {
-    const refused = guardConnection(this.guard, options);
-    if (refused) {
-      // The Agent passes a callback error to the request's "error" event.
-      process.nextTick(() => callback?.(refused, undefined as unknown as Duplex));
-      return undefined;
-    }
-    return super.createConnection(options, callback);
+    return refuseConnection(this.guard, options, callback) ? undefined : super.createConnection(options, callback);
   }
 }
 
@@ -307,12 +308,7 @@ class GuardedHttpsAgent extends https.Agent {
   }
 
   override createConnection(options: http.ClientRequestArgs, callback?: ConnectionCallback): Duplex | null | undefined {
-    const refused = guardConnection(this.guard, options);
-    if (refused) {
-      process.nextTick(() => callback?.(refused, undefined as unknown as Duplex));
-      return undefined;
-    }
-    return super.createConnection(options, callback);
+    return refuseConnection(this.guard, options, callback) ? undefined : super.createConnection(options, callback);
   }
 }
 
