@@ -1,0 +1,92 @@
+import type { OutputSpec, ThumbnailSpec } from "../../gen/rendition/v1/job_pb.js";
+
+/** What ffprobe told us about an input, already checked against the limits. */
+export interface MediaInfo {
+  durationMs: number;
+  width: number;
+  height: number;
+  /** Video codec name as ffprobe spells it ("h264", "hevc", "vp9", ...). */
+  videoCodec: string;
+  /** Overall bitrate (format bit_rate), kbps; 0 when unknown. */
+  bitrateKbps: number;
+  /** Average frame rate of the video stream (e.g. 29.97). */
+  framerate: number;
+  fileSizeBytes: number;
+  /** ffprobe format_name, e.g. "mov,mp4,m4a,3gp,3g2,mj2". */
+  container: string;
+  audioStreams: Array<{ index: number; codec: string; channels: number; sampleRate: number; bitrateKbps: number; language: string }>;
+}
+
+/** Limits an input must respect; past them the job fails with INPUT_TOO_LARGE. */
+export interface InputLimits {
+  maxDurationMs: number;
+  maxWidth: number;
+  maxHeight: number;
+}
+
+/** Stable machine codes a failed job or output carries (Job.error_code / Output.error_code). */
+export type MediaErrorCode =
+  | "INPUT_UNREADABLE" // not media, no video stream, truncated beyond use, ffprobe failed
+  | "INPUT_TOO_LARGE" // over a size / duration / dimension limit
+  | "ENCODE_FAILED" // ffmpeg exited non-zero on a readable input
+  | "ENCODE_TIMEOUT"; // past the wall-clock limit
+
+/** A failure caused by the media itself: permanent, retrying will not help. */
+export class MediaError extends Error {
+  override name = "MediaError";
+  constructor(
+    readonly code: MediaErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * One ffmpeg invocation as data: global options, inputs (each with its own options) and outputs
+ * (each with its options and file). `flattenCommand` turns it into the argv array; builders are
+ * pure and unit-tested on that array.
+ */
+export interface FfmpegCommand {
+  global: string[];
+  inputs: Array<{ options: string[]; file: string }>;
+  outputs: Array<{ options: string[]; file: string }>;
+}
+
+/** One progressive output to encode: its resolved spec and the local file to write. */
+export interface TranscodeTarget {
+  spec: OutputSpec;
+  file: string;
+}
+
+/** The images (and storyboard) one thumbnail spec produces, as local files in `dir`. */
+export interface ThumbnailPlan {
+  commands: FfmpegCommand[];
+  /** Image files the commands write, in order (basenames are what gets uploaded). */
+  files: string[];
+  /** Sprite mode: the WebVTT storyboard's file and text (cues point at the sprite image by basename). */
+  storyboard?: { file: string; content: string };
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  /** Wall-clock limit; past it ffmpeg is killed and the run fails with ENCODE_TIMEOUT. */
+  timeoutMs?: number;
+  /** Duration of the media being encoded, to turn ffmpeg's out_time into a fraction. */
+  durationMs?: number;
+  /** 0..1, called as ffmpeg reports progress (at most a few times per second). */
+  onProgress?: (fraction: number) => void;
+}
+
+/** The adapter the encoder uses; the only place that starts ffmpeg/ffprobe processes. */
+export interface MediaTools {
+  readonly ffmpegPath: string;
+  readonly ffprobePath: string;
+  /** e.g. "ffmpeg version 5.1.6-0+deb12u1 (system: /usr/bin/ffmpeg)". */
+  readonly description: string;
+  /** ffprobe a local file (`-protocol_whitelist file`, probe limits); MediaError INPUT_UNREADABLE / INPUT_TOO_LARGE. */
+  probe(file: string, limits: InputLimits, options?: { signal?: AbortSignal }): Promise<MediaInfo>;
+  /** Runs one command. Rejects with MediaError (ENCODE_FAILED with ffmpeg's last stderr lines, ENCODE_TIMEOUT) or the signal's AbortError; the process is always gone when it settles. */
+  run(command: FfmpegCommand, options?: RunOptions): Promise<void>;
+}
