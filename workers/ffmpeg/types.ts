@@ -1,4 +1,4 @@
-import type { OutputSpec, ThumbnailSpec } from "../../gen/rendition/v1/job_pb.js";
+import type { OutputSpec } from "../../gen/rendition/v1/job_pb.js";
 
 /** What ffprobe told us about an input, already checked against the limits. */
 export interface MediaInfo {
