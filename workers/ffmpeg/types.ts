@@ -3,6 +3,10 @@ import type { OutputSpec } from "../../gen/rendition/v1/job_pb.js";
 /** What ffprobe told us about an input, already checked against the limits. */
 export interface MediaInfo {
   durationMs: number;
+  /**
+   * Display size: the coded size with a ±90° rotation (phone videos) already applied, because
+   * ffmpeg auto-rotates frames before our filters see them.
+   */
   width: number;
   height: number;
   /** Video codec name as ffprobe spells it ("h264", "hevc", "vp9", ...). */
@@ -14,6 +18,10 @@ export interface MediaInfo {
   fileSizeBytes: number;
   /** ffprobe format_name, e.g. "mov,mp4,m4a,3gp,3g2,mj2". */
   container: string;
+  /**
+   * Audio streams in input order. `index` counts audio streams only (0 = the first), the same
+   * numbering as AudioTrack.source_stream_index and ffmpeg's `0:a:N`.
+   */
   audioStreams: Array<{ index: number; codec: string; channels: number; sampleRate: number; bitrateKbps: number; language: string }>;
 }
 
@@ -46,7 +54,8 @@ export class MediaError extends Error {
 /**
  * One ffmpeg invocation as data: global options, inputs (each with its own options) and outputs
  * (each with its options and file). `flattenCommand` turns it into the argv array; builders are
- * pure and unit-tested on that array.
+ * pure and unit-tested on that array. Files are absolute paths (a relative name could be read as
+ * a protocol or an option).
  */
 export interface FfmpegCommand {
   global: string[];
@@ -75,8 +84,13 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Duration of the media being encoded, to turn ffmpeg's out_time into a fraction. */
   durationMs?: number;
-  /** 0..1, called as ffmpeg reports progress (at most a few times per second). */
+  /**
+   * 0..1, called as ffmpeg reports progress (at most 4 times per second), never decreasing;
+   * exactly 1 once, after ffmpeg exited successfully.
+   */
   onProgress?: (fraction: number) => void;
+  /** Called once the process is spawned, with its pid and the argv it really got (without the binary). */
+  onStart?: (child: { pid: number; argv: string[] }) => void;
 }
 
 /** The adapter the encoder uses; the only place that starts ffmpeg/ffprobe processes. */

@@ -1,0 +1,55 @@
+import path from "node:path";
+import type { FfmpegCommand } from "./types.js";
+
+/**
+ * Global options every command we build starts with:
+ * - `-nostdin`: ffmpeg must never wait for keyboard input from a worker;
+ * - `-y`: outputs are temp files we own, overwrite them;
+ * - `-loglevel error`: stderr then only carries real errors, which we quote in ENCODE_FAILED;
+ * - `-progress pipe:1 -nostats`: machine-readable key=value progress on stdout instead of the
+ *   human status line on stderr.
+ */
+export const BASE_GLOBAL_OPTIONS: readonly string[] = [
+  "-hide_banner",
+  "-nostdin",
+  "-y",
+  "-loglevel",
+  "error",
+  "-progress",
+  "pipe:1",
+  "-nostats",
+];
+
+/**
+ * Input options that keep ffmpeg on the local file: demuxers such as hls, concat or dash would
+ * otherwise follow URLs found inside a hostile input (SSRF, local file disclosure).
+ */
+export const INPUT_SAFETY_OPTIONS: readonly string[] = ["-protocol_whitelist", "file"];
+
+/**
+ * The argv (without the binary) for a command.
+ *
+ * The order is the one fluent-ffmpeg produces, so that what `MediaTools.run` spawns is exactly
+ * this array: global options, then each input's options and `-i file`, then `-y` (fluent-ffmpeg
+ * always inserts it there for file outputs), then each output's options and file. ffmpeg accepts
+ * global options anywhere on the command line, so the position of `-y` changes nothing.
+ */
+export function flattenCommand(cmd: FfmpegCommand): string[] {
+  const overwrite = cmd.global.includes("-y");
+  return [
+    ...cmd.global.filter((option) => option !== "-y"),
+    ...cmd.inputs.flatMap((input) => [...input.options, "-i", input.file]),
+    ...(overwrite ? ["-y"] : []),
+    ...cmd.outputs.flatMap((output) => [...output.options, output.file]),
+  ];
+}
+
+/** Absolute paths only: `-foo.mp4` or `http:x` must never be read as an option or a protocol. */
+export function absoluteFile(file: string): string {
+  return path.resolve(file);
+}
+
+/** Seconds for ffmpeg time options, millisecond precision ("12.345"). */
+export function seconds(value: number): string {
+  return (Math.round(value * 1000) / 1000).toFixed(3);
+}
