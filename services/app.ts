@@ -7,18 +7,24 @@ import type { Config } from "./config.js";
 import { connectPglite, connectPostgres, type DatabaseHandle } from "./db/connect.js";
 import { migrateToLatest } from "./db/migrate.js";
 import { JobRepository } from "./jobs/job.repository.js";
+import { JobRunRepository } from "./jobs/job-run.repository.js";
 import { JobManager } from "./jobs/job.service.js";
 import { CredentialCipher, parseEncryptionKey } from "./origins/credential-cipher.js";
 import { OriginRepository } from "./origins/origin.repository.js";
 import { OriginManager } from "./origins/origin.service.js";
 import { PresetRepository } from "./presets/preset.repository.js";
 import { PresetManager } from "./presets/preset.service.js";
-import { createNetworkGuard } from "./net/network-guard.js";
+import { createNetworkGuard, type NetworkGuard } from "./net/network-guard.js";
 import { InProcessEventBus, type JobEventBus } from "./queue/event-bus.js";
 import { createStorageDriver } from "./storage/storage-driver.js";
 
 export interface App {
   database: DatabaseHandle;
+  /** The writes workers make under a job's lease. */
+  runs: JobRunRepository;
+  jobRepository: JobRepository;
+  /** Which caller-named hosts may be contacted (origins, input URLs). */
+  guard: NetworkGuard;
   auth: AuthRepository;
   origins: OriginManager;
   presets: PresetManager;
@@ -82,9 +88,13 @@ export async function createApp(config: Config, log: (msg: string) => void, even
     { allowLocalOrigins: config.allowLocalOrigins, localOriginRoots: config.localOriginRoots },
   );
   const presets = new PresetManager(new PresetRepository(database.db));
-  const jobs = new JobManager(new JobRepository(database.db), origins, presets, events);
+  const jobRepository = new JobRepository(database.db);
+  const jobs = new JobManager(jobRepository, origins, presets, events);
   return {
     database,
+    runs: new JobRunRepository(database.db),
+    jobRepository,
+    guard,
     auth: new AuthRepository(database.db),
     origins,
     presets,

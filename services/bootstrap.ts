@@ -53,10 +53,15 @@ export async function bootstrapIfEmpty(app: App, config: Config): Promise<Creden
   });
 }
 
-/** The banner printed after a first start: the credentials and a curl command to paste. */
-export function describeCredentials(credentials: Credentials, config: Config, port: number): string {
+/**
+ * The banner printed after a first start: the credentials and a curl command to paste. With an
+ * encoder in the process, a sample clip is waiting in the local origin, so the command works as is.
+ */
+export function describeCredentials(credentials: Credentials, config: Config, port: number, sample?: string): string {
   const host = config.host === "0.0.0.0" || config.host === "::" ? "localhost" : config.host;
   const base = `http://${host}:${port}`;
+  const auth = [`    -H 'Authorization: Bearer ${credentials.api_key}' \\`, `    -H 'X-Organization-ID: ${credentials.organization_id}' \\`];
+  const input = sample ?? "input.mp4";
   return [
     "",
     "First start: created an organization, an API key and a local storage origin.",
@@ -64,12 +69,17 @@ export function describeCredentials(credentials: Credentials, config: Config, po
     `  api_key:         ${credentials.api_key}   (shown once; also in ${join(config.dataDir, "credentials.json")})`,
     `  local_origin_id: ${credentials.local_origin_id}   (${join(config.dataDir, "storage")})`,
     "",
-    "Try it: put a video at " + join(config.dataDir, "storage", "input.mp4") + " and run",
+    sample
+      ? `Try it: turn the sample clip ${join(config.dataDir, "storage", sample)} into a 720p H.264 mp4:`
+      : "Try it: put a video at " + join(config.dataDir, "storage", input) + " and run",
     `  curl -sS -X POST ${base}/rendition.v1.JobService/Create \\`,
-    `    -H 'Authorization: Bearer ${credentials.api_key}' \\`,
-    `    -H 'X-Organization-ID: ${credentials.organization_id}' \\`,
+    ...auth,
     `    -H 'Content-Type: application/json' \\`,
-    `    -d '{"input_origin_id": "${credentials.local_origin_id}", "input_path": "input.mp4", "output_origin_id": "${credentials.local_origin_id}", "outputs": [{"type": "OUTPUT_TYPE_MP4", "video": [{"codec": "VIDEO_CODEC_H264", "resolution": "RESOLUTION_720P"}]}]}'`,
+    `    -d '{"input_origin_id": "${credentials.local_origin_id}", "input_path": "${input}", "output_origin_id": "${credentials.local_origin_id}", "outputs": [{"type": "OUTPUT_TYPE_MP4", "video": [{"codec": "VIDEO_CODEC_H264", "resolution": "RESOLUTION_720P"}]}]}'`,
+    "Then ask for the job (its output_url is the file written):",
+    `  curl -sS -X POST ${base}/rendition.v1.JobService/Get \\`,
+    ...auth,
+    `    -H 'Content-Type: application/json' -d '{"id": "JOB_ID_FROM_ABOVE"}'`,
     "",
   ].join("\n");
 }

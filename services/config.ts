@@ -1,3 +1,4 @@
+import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 
 import { parseAllowList } from "./net/network-guard.js";
@@ -23,6 +24,28 @@ export interface Config {
   watchHeartbeatMs: number;
   /** How long SIGTERM waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
+  /** NATS server with JetStream; unset = the in-process queue and event bus (one process only). */
+  natsUrl?: string;
+  /** Prefix of every NATS subject and stream name, so installs (or tests) can share a server. */
+  natsPrefix: string;
+  worker: WorkerConfig;
+}
+
+export interface WorkerConfig {
+  concurrency: number;
+  /** Lease on a running job and the queue's ack wait; a dead worker's job resumes after it. */
+  leaseMs: number;
+  maxAttempts: number;
+  tmpDir: string;
+  maxInputBytes: number;
+  maxInputDurationMs: number;
+  maxInputWidth: number;
+  maxInputHeight: number;
+  encodeTimeoutMinMs: number;
+  /** An unfinished job with no lease and no change for this long is queued again. */
+  stuckAfterMs: number;
+  inputS3?: { endpoint?: string; region: string; accessKeyId: string; secretAccessKey: string };
+  inputGcs?: { accessKeyId: string; secretAccessKey: string };
 }
 
 export class ConfigError extends Error {}
@@ -60,6 +83,49 @@ function allowList(env: Env, name: string): string[] {
   return entries;
 }
 
+/** Both halves of a key pair or neither. */
+function natsUrl(env: Env): string | undefined {
+  const raw = env.NATS_URL || undefined;
+  if (raw && !/^(nats|tls|wss?):\/\/[^\s]+$/.test(raw)) throw new ConfigError(`NATS_URL must be a nats:// URL, got "${raw}"`);
+  return raw;
+}
+
+function natsPrefix(env: Env): string {
+  const raw = env.RENDITION_NATS_PREFIX || "rendition";
+  if (!/^[A-Za-z0-9_-]{1,32}$/.test(raw)) throw new ConfigError(`RENDITION_NATS_PREFIX must be 1-32 letters, digits, "_" or "-", got "${raw}"`);
+  return raw;
+}
+
+function keyPair(env: Env, idName: string, secretName: string): { accessKeyId: string; secretAccessKey: string } | undefined {
+  const accessKeyId = env[idName] || "";
+  const secretAccessKey = env[secretName] || "";
+  if (!accessKeyId && !secretAccessKey) return undefined;
+  if (!accessKeyId || !secretAccessKey) throw new ConfigError(`set both ${idName} and ${secretName}, or neither`);
+  return { accessKeyId, secretAccessKey };
+}
+
+function loadWorkerConfig(env: Env): WorkerConfig {
+  const s3Keys = keyPair(env, "RENDITION_INPUT_S3_ACCESS_KEY_ID", "RENDITION_INPUT_S3_SECRET_ACCESS_KEY");
+  return {
+    concurrency: integer(env, "RENDITION_WORKER_CONCURRENCY", 1, 1, 64),
+    leaseMs: integer(env, "RENDITION_LEASE_MS", 30_000, 1_000, 600_000),
+    maxAttempts: integer(env, "RENDITION_MAX_ATTEMPTS", 5, 1, 100),
+    tmpDir: resolve(env.RENDITION_TMP_DIR || tmpdir()),
+    maxInputBytes: integer(env, "RENDITION_MAX_INPUT_BYTES", 50 * 2 ** 30, 1, Number.MAX_SAFE_INTEGER),
+    maxInputDurationMs: integer(env, "RENDITION_MAX_INPUT_DURATION_S", 12 * 3600, 1, 7 * 24 * 3600) * 1000,
+    maxInputWidth: integer(env, "RENDITION_MAX_INPUT_WIDTH", 8192, 16, 65536),
+    maxInputHeight: integer(env, "RENDITION_MAX_INPUT_HEIGHT", 8192, 16, 65536),
+    encodeTimeoutMinMs: integer(env, "RENDITION_ENCODE_TIMEOUT_MIN_S", 600, 1, 7 * 24 * 3600) * 1000,
+    stuckAfterMs: integer(env, "RENDITION_STUCK_AFTER_S", 300, 1, 7 * 24 * 3600) * 1000,
+    inputS3: s3Keys && {
+      endpoint: env.RENDITION_INPUT_S3_ENDPOINT || undefined,
+      region: env.RENDITION_INPUT_S3_REGION || "us-east-1",
+      ...s3Keys,
+    },
+    inputGcs: keyPair(env, "RENDITION_INPUT_GCS_ACCESS_KEY_ID", "RENDITION_INPUT_GCS_SECRET_ACCESS_KEY"),
+  };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.RENDITION_DATA_DIR || "./data");
   const databaseUrl = env.DATABASE_URL || undefined;
@@ -86,5 +152,8 @@ export function loadConfig(env: Env = process.env): Config {
     networkAllow: allowList(env, "RENDITION_NETWORK_ALLOW"),
     watchHeartbeatMs: integer(env, "RENDITION_WATCH_HEARTBEAT_MS", 30_000, 100, 3_600_000),
     shutdownTimeoutMs: integer(env, "RENDITION_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
+    natsUrl: natsUrl(env),
+    natsPrefix: natsPrefix(env),
+    worker: loadWorkerConfig(env),
   };
 }

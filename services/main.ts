@@ -5,13 +5,14 @@ import { bootstrapIfEmpty, describeCredentials } from "./bootstrap.js";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { DatabaseInUseError } from "./db/connect.js";
 import { migrateToLatest } from "./db/migrate.js";
+import { openMessaging, prepareSample, startRelay, startWorker } from "./runtime.js";
 
 const USAGE = `Usage: npm start -- [command]
 
 Commands:
   all                     API and encoder in one process (default; embedded defaults)
-  api                     the API server only (PORT, DATABASE_URL)
-  worker                  the encoder worker only
+  api                     the API server only (PORT, DATABASE_URL, NATS_URL)
+  worker                  the encoder worker only (DATABASE_URL, NATS_URL)
   migrate                 apply database migrations and exit
   org create NAME         create an organization; prints its id
   key create --org ID     create an API key for an organization; prints the key once
@@ -19,7 +20,8 @@ Commands:
 
 Configuration (environment): PORT, HOST, DATABASE_URL, RENDITION_DATA_DIR, RENDITION_ENCRYPTION_KEY,
 RENDITION_ALLOW_LOCAL_ORIGINS, RENDITION_LOCAL_ORIGIN_ROOTS, RENDITION_WATCH_HEARTBEAT_MS,
-RENDITION_SHUTDOWN_TIMEOUT_MS. See README.md.`;
+RENDITION_SHUTDOWN_TIMEOUT_MS, NATS_URL, RENDITION_WORKER_CONCURRENCY, RENDITION_LEASE_MS, FFMPEG_PATH,
+FFPROBE_PATH and more: see README.md.`;
 
 /** Diagnostics go to stderr; stdout carries only results (credentials banner, admin command JSON). */
 const log = (msg: string, err?: unknown) => {
@@ -28,27 +30,59 @@ const log = (msg: string, err?: unknown) => {
   else console.error(line);
 };
 
-async function runApi(config: Config): Promise<void> {
-  const app = await createApp(config, log);
-  const credentials = await bootstrapIfEmpty(app, config);
-  const server = createApiServer({
-    ...app,
-    keys: app.auth,
-    watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
-    checkDatabase: () => checkDatabase(app.database),
-    log,
-    shutdownTimeoutMs: config.shutdownTimeoutMs,
+/**
+ * Runs the API, the encoder, or both in one process. Work goes through the outbox relay to the
+ * queue (JetStream with NATS_URL, else in memory), so both halves use the same path either way.
+ */
+async function runServices(config: Config, roles: { api: boolean; worker: boolean }): Promise<void> {
+  if (roles.worker && !roles.api && (!config.databaseUrl || !config.natsUrl)) {
+    throw new ConfigError(
+      "a separate worker needs DATABASE_URL and NATS_URL (shared with the API processes); for one process on embedded defaults run `npm start` (all)",
+    );
+  }
+  if (roles.api && !roles.worker && !config.natsUrl) {
+    log("warning: NATS_URL is not set, so this API queues work in its own memory and no worker can see it; set NATS_URL here and on the workers, or run `all`");
+  }
+  const role = roles.api && roles.worker ? "all" : roles.api ? "api" : "worker";
+  const messaging = await openMessaging(config, role, log);
+  const app = await createApp(config, log, messaging.events).catch(async (err) => {
+    await messaging.close();
+    throw err;
   });
-  const port = await server.listen(config.port, config.host);
-  log(`rendition API listening on ${config.host}:${port} (database: ${app.database.kind === "pglite" ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL"})`);
-  if (credentials) console.log(describeCredentials(credentials, config, port));
+  const credentials = roles.api ? await bootstrapIfEmpty(app, config) : undefined;
+  const relay = roles.api ? await startRelay(app, messaging, config, log) : undefined;
+  const encoder = roles.worker ? await startWorker(app, messaging, config, log) : undefined;
+  const worker = encoder?.worker;
+  // A first start in one process gets a clip to try the printed command on.
+  const sample = credentials && encoder ? await prepareSample(encoder.tools, config, log) : undefined;
+  const server = roles.api
+    ? createApiServer({
+        ...app,
+        keys: app.auth,
+        watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
+        checkDatabase: () => checkDatabase(app.database),
+        log,
+        shutdownTimeoutMs: config.shutdownTimeoutMs,
+      })
+    : undefined;
+  if (server) {
+    const port = await server.listen(config.port, config.host);
+    const database = app.database.kind === "pglite" ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL";
+    const where = roles.worker ? "encoder in this process" : "no encoder in this process";
+    log(`rendition API listening on ${config.host}:${port} (database: ${database}; queue: ${messaging.kind}; ${where})`);
+    if (credentials) console.log(describeCredentials(credentials, config, port, sample));
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log(`${signal}: finishing in-flight calls and shutting down`);
-    await server.close();
+    await server?.close();
+    // Running encodes are abandoned, not awaited: their jobs are handed back for another worker.
+    await worker?.stop();
+    await relay?.stop();
+    await messaging.close();
     await app.close();
     log("stopped");
     process.exit(0);
@@ -84,11 +118,9 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "all":
     case "api":
-      await runApi(config);
-      return -1; // keep running
     case "worker":
-      console.error("The encoder worker is not part of this build yet: `all` and `api` accept and store jobs, which stay pending until a worker exists.");
-      return 2;
+      await runServices(config, { api: command !== "worker", worker: command !== "api" });
+      return -1; // keep running
     case "migrate": {
       const database = await openDatabase(config);
       try {

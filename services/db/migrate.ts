@@ -1,9 +1,11 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import * as m0001 from "./migrations/0001_initial.js";
+import * as m0002 from "./migrations/0002_worker_leases.js";
 
 /** Migrations are listed here (not read from disk) so they work the same from source and tests. */
 const migrations: Record<string, Migration> = {
   "0001_initial": m0001,
+  "0002_worker_leases": m0002,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -88,6 +88,14 @@ export interface JobsTable {
   request_digest: string;
   /** Lease token: bumped by every stage transition so late messages can be told apart. */
   attempt: Generated<number>;
+  /** Worker holding the job while it runs a stage; '' when none. */
+  lease_owner: Generated<string>;
+  /** The lease ends here unless renewed; another worker may then take the job over. */
+  lease_expires_at: NullableTimestamp;
+  /** How many times a worker took the job (Execution.attempts). */
+  claims: Generated<number>;
+  /** The last transient failure, kept for the message when retries run out. */
+  last_error: Generated<string>;
   created_at: Timestamp;
   updated_at: Timestamp;
   probed_at: NullableTimestamp;

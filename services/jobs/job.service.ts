@@ -58,6 +58,9 @@ function requestDigest(req: JobServiceCreateRequest): string {
 }
 
 export class JobManager {
+  /** Called after a commit that wrote an outbox row, so the relay sends it at once. */
+  onOutboxWritten: () => void = () => {};
+
   constructor(
     private readonly repo: JobRepository,
     private readonly origins: OriginManager,
@@ -164,6 +167,7 @@ export class JobManager {
       if (!winner) throw new Error(`job insert conflicted but no job holds idempotency key ${req.idempotencyKey}`);
       return this.replay(winner, digest);
     }
+    this.onOutboxWritten();
     return job;
   }
 
@@ -232,6 +236,7 @@ export class JobManager {
   }
 
   private async announce(job: JobRecord): Promise<JobRecord> {
+    this.onOutboxWritten();
     await this.events.publish({ jobId: job.id, organizationId: job.organizationId, kind: "status", status: job.status, progress: job.progress });
     return job;
   }

@@ -4,6 +4,8 @@ import {
   type HttpConfig,
   type OriginPermissions,
   type StorageDriver,
+  ObjectAccessDeniedError,
+  ObjectNotFoundError,
   ObjectTooLargeError,
   OriginProbeError,
   joinObjectPath,
@@ -91,7 +93,10 @@ export class HttpDriver implements StorageDriver {
     const response = await this.request(url, { method: "GET", signal: opts.signal });
     if (!response.ok || !response.body) {
       await response.body?.cancel();
-      throw new Error(`GET ${url} answered HTTP ${response.status} ${response.statusText}`);
+      const message = `GET ${url} answered HTTP ${response.status} ${response.statusText}`;
+      if (response.status === 404 || response.status === 410) throw new ObjectNotFoundError(message);
+      if (response.status === 401 || response.status === 403) throw new ObjectAccessDeniedError(message);
+      throw new Error(message);
     }
     const declaredLength = Number(response.headers.get("content-length") ?? 0);
     if (opts.maxBytes !== undefined && declaredLength > opts.maxBytes) {

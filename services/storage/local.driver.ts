@@ -8,6 +8,8 @@ import {
   type LocalConfig,
   type OriginPermissions,
   type StorageDriver,
+  ObjectAccessDeniedError,
+  ObjectNotFoundError,
   OriginProbeError,
   joinObjectPath,
   writeStreamToFile,
@@ -49,7 +51,13 @@ export class LocalDriver implements StorageDriver {
   }
 
   async download(objectPath: string, destFile: string, opts: { maxBytes?: number; signal?: AbortSignal } = {}) {
-    return writeStreamToFile(createReadStream(this.resolve(objectPath)), destFile, opts);
+    try {
+      return await writeStreamToFile(createReadStream(this.resolve(objectPath)), destFile, opts);
+    } catch (err) {
+      if (errorCode(err) === "ENOENT") throw new ObjectNotFoundError(`${objectPath} does not exist in the origin`, { cause: err });
+      if (errorCode(err) === "EACCES") throw new ObjectAccessDeniedError(describe(err), { cause: err });
+      throw err;
+    }
   }
 
   async upload(srcFile: string, objectPath: string, opts: { contentType?: string; signal?: AbortSignal } = {}) {

@@ -20,6 +20,8 @@ import {
   type OriginPermissions,
   type S3Config,
   type StorageDriver,
+  ObjectAccessDeniedError,
+  ObjectNotFoundError,
   ObjectTooLargeError,
   OriginProbeError,
   joinObjectPath,
@@ -118,10 +120,22 @@ export class S3Driver implements StorageDriver {
   }
 
   async download(objectPath: string, destFile: string, opts: { maxBytes?: number; signal?: AbortSignal } = {}) {
-    const response = await this.client.send(
-      new GetObjectCommand({ Bucket: this.config.bucket, Key: joinObjectPath(objectPath) }),
-      { abortSignal: opts.signal },
-    );
+    let response;
+    try {
+      response = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: joinObjectPath(objectPath) }), {
+        abortSignal: opts.signal,
+      });
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      const name = (err as Error).name;
+      if (name === "NoSuchKey" || name === "NoSuchBucket" || status === 404) {
+        throw new ObjectNotFoundError(`${this.urlFor(objectPath)} does not exist`, { cause: err });
+      }
+      if (name === "AccessDenied" || status === 403) {
+        throw new ObjectAccessDeniedError(this.describeError(err, `reading ${this.urlFor(objectPath)} failed`), { cause: err });
+      }
+      throw err;
+    }
     // In Node the SDK hands back the raw IncomingMessage.
     const body = response.Body as Readable | undefined;
     if (!body) throw new Error(`s3 GetObject returned no body for ${this.urlFor(objectPath)}`);

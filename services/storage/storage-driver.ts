@@ -73,6 +73,16 @@ export class ObjectTooLargeError extends Error {
   }
 }
 
+/** The object does not exist (HTTP 404/410, S3 NoSuchKey, ENOENT); permanent. */
+export class ObjectNotFoundError extends Error {
+  override name = "ObjectNotFoundError";
+}
+
+/** The store refused to hand the object over (HTTP 401/403, S3 AccessDenied); permanent until someone fixes access. */
+export class ObjectAccessDeniedError extends Error {
+  override name = "ObjectAccessDeniedError";
+}
+
 export interface StorageDriverOptions {
   /**
    * Which caller-named hosts (s3 endpoints, http base URLs, their redirects) may be contacted.

@@ -9,6 +9,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -119,10 +120,19 @@ describe("embedded start (no DATABASE_URL)", () => {
       expect(job.id).toMatch(/^job_/);
       expect(job.input_origin.id).toBe(credentials.local_origin_id);
 
+      // The sample clip written at first start becomes a 720p H.264 mp4 that ffprobe reads.
       const auth = authOf(credentials);
-      const got = await curlRpc(baseUrl, "rendition.v1.JobService/Get", auth, { id: job.id });
+      let got = await curlRpc(baseUrl, "rendition.v1.JobService/Get", auth, { id: job.id });
+      for (let i = 0; i < 600 && !/COMPLETED|FAILED|CANCELED|PARTIAL/.test(got.json.job.status); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        got = await curlRpc(baseUrl, "rendition.v1.JobService/Get", auth, { id: job.id });
+      }
       expect(got.status).toBe(200);
-      expect(got.json.job).toMatchObject({ id: job.id, status: "JOB_STATUS_PENDING" });
+      expect(got.json.job).toMatchObject({ id: job.id, status: "JOB_STATUS_COMPLETED" });
+      const produced = fileURLToPath(got.json.job.outputs[0].output_url);
+      expect(produced.startsWith(join(dataDir, "storage"))).toBe(true);
+      const probed = JSON.parse(await sh(`ffprobe -v error -show_streams -of json '${produced}'`));
+      expect(probed.streams.find((st: { codec_type: string }) => st.codec_type === "video")).toMatchObject({ codec_name: "h264", width: 1280, height: 720 });
       const listed = await curlRpc(baseUrl, "rendition.v1.JobService/List", auth, {});
       expect(listed.status).toBe(200);
       expect(listed.json.jobs.map((j: { id: string }) => j.id)).toEqual([job.id]);
@@ -137,7 +147,7 @@ describe("embedded start (no DATABASE_URL)", () => {
       const restarted = await second.listening(60_000);
       const again = await curlRpc(restarted.baseUrl, "rendition.v1.JobService/Get", auth, { id: job.id });
       expect(again.status).toBe(200);
-      expect(again.json.job).toMatchObject({ id: job.id, status: "JOB_STATUS_PENDING" });
+      expect(again.json.job).toMatchObject({ id: job.id, status: "JOB_STATUS_COMPLETED" });
       const listedAgain = await curlRpc(restarted.baseUrl, "rendition.v1.JobService/List", auth, {});
       expect(listedAgain.json.jobs.map((j: { id: string }) => j.id)).toEqual([job.id]);
       expect(listedAgain.json.pagination.total_count).toBe(1);
@@ -187,7 +197,8 @@ describe("api on an empty PostgreSQL database", () => {
       const dataDir = tempDataDir();
       const server = spawnRendition(["api"], serverEnv(dataDir, { DATABASE_URL: databaseUrl }));
       const { baseUrl } = await server.listening();
-      expect(server.output).toMatch(/listening on 127\.0\.0\.1:\d+ \(database: PostgreSQL\)/);
+      expect(server.output).toMatch(/listening on 127\.0\.0\.1:\d+ \(database: PostgreSQL; queue: in-process; no encoder in this process\)/);
+      expect(server.output).toContain("NATS_URL is not set");
       await server.waitFor(/-d '\{.*\}'\n/, 10_000);
       expect(server.stdout).toContain("First start");
 

@@ -8,6 +8,7 @@ import { createApiServer, type ApiServer } from "../../services/api/server.js";
 import { checkDatabase, createApp, type App } from "../../services/app.js";
 import { bootstrapIfEmpty, type Credentials } from "../../services/bootstrap.js";
 import { loadConfig, type Config } from "../../services/config.js";
+import { openMessaging, startRelay, startWorker } from "../../services/runtime.js";
 import { JobService } from "../../gen/rendition/v1/job_pb.js";
 import { OriginService } from "../../gen/rendition/v1/origin_pb.js";
 import { PresetService } from "../../gen/rendition/v1/preset_pb.js";
@@ -42,7 +43,11 @@ export function authHeaders(auth: { apiKey: string; organizationId: string }): I
  * The test storage servers (s3rver, HTTP) listen on loopback, so RENDITION_NETWORK_ALLOW allows
  * it by default; tests of the SSRF guard pass `RENDITION_NETWORK_ALLOW: ""`.
  */
-export async function startTestApi(databaseUrl: string | undefined, env: Record<string, string> = {}): Promise<TestApi> {
+export async function startTestApi(
+  databaseUrl: string | undefined,
+  env: Record<string, string> = {},
+  options: { worker?: boolean; log?: (msg: string, err?: unknown) => void } = {},
+): Promise<TestApi> {
   const dataDir = mkdtempSync(join(tmpdir(), "rendition-test-"));
   mkdirSync(join(dataDir, "storage"), { recursive: true });
   const config = loadConfig({
@@ -54,9 +59,13 @@ export async function startTestApi(databaseUrl: string | undefined, env: Record<
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });
-  const quiet = () => {};
-  const app = await createApp(config, quiet);
+  const log = options.log ?? (() => {});
+  // With a worker: the whole pipeline in this process (relay, queue, encoder), as `npm start` runs it.
+  const messaging = options.worker ? await openMessaging(config, "test", log) : undefined;
+  const app = await createApp(config, log, messaging?.events);
   const credentials = (await bootstrapIfEmpty(app, config))!;
+  const relay = messaging && (await startRelay(app, messaging, config, log));
+  const worker = messaging && (await startWorker(app, messaging, config, log)).worker;
   const server = createApiServer({
     ...app,
     keys: app.auth,
@@ -83,6 +92,9 @@ export async function startTestApi(databaseUrl: string | undefined, env: Record<
     presets: client(PresetService),
     async close() {
       await server.close();
+      await worker?.stop();
+      await relay?.stop();
+      await messaging?.close();
       await app.close();
       rmSync(dataDir, { recursive: true, force: true });
     },

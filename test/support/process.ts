@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 /** Environment variables of the test process that must not leak into a spawned server. */
-const SCRUBBED = /^(PORT|HOST|DATABASE_URL|RENDITION_.*)$/;
+const SCRUBBED = /^(PORT|HOST|DATABASE_URL|NATS_URL|FFMPEG_PATH|FFPROBE_PATH|RENDITION_.*)$/;
 
 export interface ExitResult {
   code: number | null;

@@ -1,0 +1,181 @@
+/**
+ * `npm run bench`: how much Rendition adds to ffmpeg. Not a test: it prints figures for
+ * docs/benchmarks.md. Runs on one machine, in one go:
+ *
+ *   1. a 3-rendition H.264 ladder (1080p/720p/480p, standard quality, AAC) from a generated
+ *      1080p30 clip, three ways:
+ *        (a) Rendition end to end: Create -> completed (outputs written), embedded `npm start`
+ *        (b) one hand-written ffmpeg command: one decode, split=3, three encoders
+ *        (c) three separate ffmpeg runs, one per rendition (what naive scripts do)
+ *      and the ratios a/b and a/c;
+ *   2. orchestration overhead: a 2 s 360p job, Create -> completed minus the same ffmpeg command
+ *      run by hand (median of 10 each).
+ *
+ * Options: --duration S (clip length, default 20), --rounds N (ladder rounds, default 1; the
+ * three ways are interleaved per round), --skip-overhead, --skip-ladder.
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { JobStatus, OutputType, Quality, Resolution, VideoCodec } from "../gen/rendition/v1/common_pb.js";
+import { JobService } from "../gen/rendition/v1/job_pb.js";
+
+const { values: opts } = parseArgs({
+  options: {
+    duration: { type: "string", default: "20" },
+    rounds: { type: "string", default: "1" },
+    "skip-overhead": { type: "boolean", default: false },
+    "skip-ladder": { type: "boolean", default: false },
+  },
+});
+const DURATION = Number(opts.duration);
+const ROUNDS = Number(opts.rounds);
+const FFMPEG = process.env.FFMPEG_PATH || "ffmpeg";
+
+const work = mkdtempSync(join(tmpdir(), "rendition-bench-"));
+const storage = join(work, "data", "storage");
+
+function ffmpeg(args: string[]): number {
+  const started = performance.now();
+  execFileSync(FFMPEG, ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", ...args], { stdio: ["ignore", "ignore", "inherit"] });
+  return performance.now() - started;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+/** The encoder settings Rendition uses for H.264 standard quality (workers/ffmpeg/transcode.ts), written out by hand. */
+const X264_STANDARD = ["-c:v", "libx264", "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p"];
+const AAC = ["-c:a", "aac", "-b:a", "128k"];
+const MP4 = ["-movflags", "+faststart"];
+const LADDER = [
+  { height: 1080, resolution: Resolution.RESOLUTION_1080P },
+  { height: 720, resolution: Resolution.RESOLUTION_720P },
+  { height: 480, resolution: Resolution.RESOLUTION_480P },
+];
+
+function ladderOneCommand(input: string, outDir: string): number {
+  const filter = `[0:v]split=3[s0][s1][s2];` + LADDER.map((r, i) => `[s${i}]scale=-2:${r.height}[v${i}]`).join(";");
+  const outputs = LADDER.flatMap((r, i) => ["-map", `[v${i}]`, "-map", "0:a", ...X264_STANDARD, ...AAC, ...MP4, join(outDir, `b-${r.height}.mp4`)]);
+  return ffmpeg(["-i", input, "-filter_complex", filter, ...outputs]);
+}
+
+function ladderSeparateRuns(input: string, outDir: string): number {
+  let total = 0;
+  for (const r of LADDER) total += ffmpeg(["-i", input, "-vf", `scale=-2:${r.height}`, ...X264_STANDARD, ...AAC, ...MP4, join(outDir, `c-${r.height}.mp4`)]);
+  return total;
+}
+
+interface Server {
+  child: ChildProcess;
+  jobs: ReturnType<typeof createClient<typeof JobService>>;
+  originId: string;
+}
+
+async function startRendition(): Promise<Server> {
+  const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts", "all"], {
+    env: { ...process.env, RENDITION_DATA_DIR: join(work, "data"), PORT: "0", HOST: "127.0.0.1", RENDITION_TMP_DIR: work },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  const port = await new Promise<number>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      log += chunk.toString();
+      const match = /listening on [^\s:]+:(\d+)/.exec(log);
+      if (match) resolve(Number(match[1]));
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`rendition exited with ${code}:\n${log}`)));
+  });
+  const credentials = JSON.parse(readFileSync(join(work, "data", "credentials.json"), "utf8"));
+  const transport = createConnectTransport({
+    baseUrl: `http://127.0.0.1:${port}`,
+    httpVersion: "1.1",
+    interceptors: [
+      (next) => (req) => {
+        req.header.set("authorization", `Bearer ${credentials.api_key}`);
+        req.header.set("x-organization-id", credentials.organization_id);
+        return next(req);
+      },
+    ],
+  });
+  return { child, jobs: createClient(JobService, transport), originId: credentials.local_origin_id };
+}
+
+/** Create -> completed, following the job with Watch (no polling). */
+async function runJob(server: Server, inputPath: string, outputs: Array<{ resolution?: Resolution; height?: number }>): Promise<{ wallMs: number; encodeMs: number }> {
+  const started = performance.now();
+  const { job } = await server.jobs.create({
+    inputOriginId: server.originId,
+    inputPath,
+    outputOriginId: server.originId,
+    outputs: outputs.map((o) => ({ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, quality: Quality.STANDARD, ...o }] })),
+  });
+  let last;
+  for await (const event of server.jobs.watch({ id: job!.id })) last = event.job;
+  const wallMs = performance.now() - started;
+  if (last?.status !== JobStatus.COMPLETED) throw new Error(`job ${job!.id} ended ${JobStatus[last?.status ?? 0]}: ${last?.errorCode} ${last?.errorMessage}`);
+  return { wallMs, encodeMs: Number(last.execution?.encodeDurationMs ?? 0) };
+}
+
+async function main(): Promise<void> {
+  const ffmpegVersion = execFileSync(FFMPEG, ["-version"], { encoding: "utf8" }).split("\n")[0];
+  console.log(`machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}; ${ffmpegVersion}`);
+  const server = await startRendition();
+  try {
+    if (!opts["skip-ladder"]) {
+      const input = join(storage, "ladder.mp4");
+      console.log(`\ngenerating a ${DURATION} s 1080p30 clip with audio...`);
+      ffmpeg(["-f", "lavfi", "-i", `testsrc2=size=1920x1080:rate=30:duration=${DURATION}`, "-f", "lavfi", "-i", `sine=frequency=440:duration=${DURATION}`,
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", input]);
+      const a: number[] = [];
+      const b: number[] = [];
+      const c: number[] = [];
+      for (let round = 1; round <= ROUNDS; round++) {
+        b.push(ladderOneCommand(input, work));
+        console.log(`round ${round}: (b) one ffmpeg command, split=3: ${s(b.at(-1)!)}`);
+        a.push((await runJob(server, "ladder.mp4", LADDER.map((r) => ({ resolution: r.resolution })))).wallMs);
+        console.log(`round ${round}: (a) Rendition Create -> completed: ${s(a.at(-1)!)}`);
+        c.push(ladderSeparateRuns(input, work));
+        console.log(`round ${round}: (c) three separate ffmpeg runs: ${s(c.at(-1)!)}`);
+      }
+      const [ma, mb, mc] = [median(a), median(b), median(c)];
+      console.log(`\nladder (${DURATION} s 1080p30 -> 1080p/720p/480p H.264 standard + AAC), median of ${ROUNDS}:`);
+      console.log(`  (a) Rendition ${s(ma)}   (b) one command ${s(mb)}   (c) three runs ${s(mc)}`);
+      console.log(`  a/b = ${(ma / mb).toFixed(3)}   a/c = ${(ma / mc).toFixed(3)}   b/c = ${(mb / mc).toFixed(3)}`);
+    }
+    if (!opts["skip-overhead"]) {
+      const small = join(storage, "small.mp4");
+      ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=2", "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
+        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", small]);
+      const e2e: number[] = [];
+      const bare: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        bare.push(ffmpeg(["-i", small, "-vf", "scale=-2:360", ...X264_STANDARD, ...AAC, ...MP4, join(work, "bare.mp4")]));
+        e2e.push((await runJob(server, "small.mp4", [{ height: 360 }])).wallMs);
+      }
+      const [me, mf] = [median(e2e), median(bare)];
+      console.log(`\noverhead (2 s 360p job), median of 10: Create -> completed ${me.toFixed(0)} ms, the same ffmpeg command by hand ${mf.toFixed(0)} ms`);
+      console.log(`  orchestration overhead = ${(me - mf).toFixed(0)} ms`);
+    }
+  } finally {
+    server.child.kill("SIGTERM");
+    await new Promise((resolve) => server.child.once("exit", resolve));
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,167 @@
+import { sql, type Kysely, type Transaction } from "kysely";
+import type { Database, JobOutputsTable, JobRowUpdate, JobThumbnailsTable } from "../db/schema.js";
+import type { Updateable } from "kysely";
+import type { JobStatusName } from "./job.types.js";
+
+/**
+ * A worker's hold on a job. `token` is the job's `attempt` when the lease was taken: every write
+ * a worker makes is a compare-and-set on it, and anything that takes the job away (Cancel,
+ * another worker taking over an expired lease) bumps `attempt`, so a late or duplicate worker
+ * can never move the job backwards or finish it twice.
+ */
+export interface Lease {
+  jobId: string;
+  organizationId: string;
+  workerId: string;
+  token: number;
+}
+
+export interface LeaseState {
+  status: JobStatusName;
+  leaseOwner: string;
+  /** Milliseconds until the current lease ends, by the database's clock; <= 0 when free. */
+  leaseRemainingMs: number;
+  claims: number;
+  lastError: string;
+}
+
+type Db = Kysely<Database>;
+type Trx = Transaction<Database>;
+
+/** The writes workers make to jobs, each guarded by the lease. */
+export class JobRunRepository {
+  constructor(private readonly db: Db) {}
+
+  async leaseState(organizationId: string, jobId: string): Promise<LeaseState | undefined> {
+    const row = await this.db
+      .selectFrom("jobs")
+      .select([
+        "status",
+        "lease_owner",
+        "claims",
+        "last_error",
+        sql<number>`coalesce(extract(epoch from (lease_expires_at - now())) * 1000, 0)`.as("remaining"),
+      ])
+      .where("organization_id", "=", organizationId)
+      .where("id", "=", jobId)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return {
+      status: row.status as JobStatusName,
+      leaseOwner: row.lease_owner,
+      leaseRemainingMs: Number(row.remaining),
+      claims: row.claims,
+      lastError: row.last_error,
+    };
+  }
+
+  /**
+   * Takes the job if it is in one of `statuses` and nobody holds a live lease on it. Counts the
+   * claim (Execution.attempts). Undefined when the job is elsewhere or held.
+   */
+  async claim(organizationId: string, jobId: string, workerId: string, leaseMs: number, statuses: readonly JobStatusName[]): Promise<Lease | undefined> {
+    const row = await this.db
+      .updateTable("jobs")
+      .set((eb) => ({
+        attempt: eb("attempt", "+", 1),
+        claims: eb("claims", "+", 1),
+        lease_owner: workerId,
+        lease_expires_at: sql<Date>`now() + ${leaseMs} * interval '1 millisecond'`,
+      }))
+      .where("organization_id", "=", organizationId)
+      .where("id", "=", jobId)
+      .where("status", "in", [...statuses])
+      .where((eb) => eb.or([eb("lease_expires_at", "is", null), eb("lease_expires_at", "<=", sql<Date>`now()`)]))
+      .returning("attempt")
+      .executeTakeFirst();
+    return row ? { jobId, organizationId, workerId, token: row.attempt } : undefined;
+  }
+
+  /** Extends the lease; false when it was lost (canceled, or taken over). */
+  async renew(lease: Lease, leaseMs: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable("jobs")
+      .set({ lease_expires_at: sql<Date>`now() + ${leaseMs} * interval '1 millisecond'` })
+      .where("id", "=", lease.jobId)
+      .where("attempt", "=", lease.token)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Runs `write` in a transaction only while the lease holds (the job row is locked meanwhile,
+   * so Cancel waits for the write or the write sees Cancel). False when the lease was lost.
+   */
+  async withLease(lease: Lease, write: (trx: Trx) => Promise<void>): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom("jobs").select("attempt").where("id", "=", lease.jobId).forUpdate().executeTakeFirst();
+      if (!row || row.attempt !== lease.token) return false;
+      await write(trx);
+      return true;
+    });
+  }
+
+  /** Updates the job row (and optionally its outputs and thumbnails) under the lease. */
+  async update(
+    lease: Lease,
+    job: JobRowUpdate,
+    children: { outputs?: Array<[string, Updateable<JobOutputsTable>]>; thumbnails?: Array<[string, Updateable<JobThumbnailsTable>]> } = {},
+  ): Promise<boolean> {
+    return this.withLease(lease, async (trx) => {
+      await trx
+        .updateTable("jobs")
+        .set({ ...job, updated_at: new Date() })
+        .where("id", "=", lease.jobId)
+        .execute();
+      for (const [id, patch] of children.outputs ?? []) {
+        await trx.updateTable("job_outputs").set(patch).where("job_id", "=", lease.jobId).where("id", "=", id).execute();
+      }
+      for (const [id, patch] of children.thumbnails ?? []) {
+        await trx.updateTable("job_thumbnails").set(patch).where("job_id", "=", lease.jobId).where("id", "=", id).execute();
+      }
+    });
+  }
+
+  /** Progress only: no updated_at bump, so the reconciler's "no change for a while" still means stuck. */
+  async progress(lease: Lease, progress: number, outputs: Array<[string, number]>): Promise<boolean> {
+    return this.withLease(lease, async (trx) => {
+      await trx.updateTable("jobs").set({ progress }).where("id", "=", lease.jobId).execute();
+      for (const [id, value] of outputs) {
+        await trx.updateTable("job_outputs").set({ progress: value }).where("job_id", "=", lease.jobId).where("id", "=", id).execute();
+      }
+    });
+  }
+
+  /** Fails the job and whatever of it had not finished (finished outputs are kept), ending the lease. */
+  async fail(lease: Lease, code: string, message: string): Promise<boolean> {
+    const error = { error_code: code, error_message: message.slice(0, 2000) };
+    return this.withLease(lease, async (trx) => {
+      await trx
+        .updateTable("jobs")
+        .set({ ...error, status: "failed", completed_at: new Date(), updated_at: new Date(), lease_owner: "", lease_expires_at: null })
+        .where("id", "=", lease.jobId)
+        .execute();
+      await trx.updateTable("job_outputs").set({ ...error, status: "failed" }).where("job_id", "=", lease.jobId).where("status", "in", ["pending", "processing"]).execute();
+      await trx
+        .updateTable("job_thumbnails")
+        .set({ status: "failed", error_message: error.error_message })
+        .where("job_id", "=", lease.jobId)
+        .where("status", "in", ["pending", "processing"])
+        .execute();
+    });
+  }
+
+  /**
+   * Gives the job back after a transient failure so the next delivery (any worker) can take it at
+   * once, remembering why.
+   */
+  async release(lease: Lease, lastError: string): Promise<boolean> {
+    return this.withLease(lease, async (trx) => {
+      await trx
+        .updateTable("jobs")
+        .set({ lease_owner: "", lease_expires_at: null, last_error: lastError.slice(0, 2000) })
+        .where("id", "=", lease.jobId)
+        .execute();
+    });
+  }
+}

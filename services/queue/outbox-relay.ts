@@ -1,0 +1,175 @@
+import { sql, type Kysely } from "kysely";
+import { newId } from "../common/ids.js";
+import type { Database } from "../db/schema.js";
+import type { PriorityName } from "../pricing/pricing.js";
+import type { WorkQueue, WorkStage } from "./work-queue.js";
+
+export interface OutboxRelayOptions {
+  /** How often unsent rows are looked for when nobody kicks the relay. */
+  pollMs: number;
+  /** How often the reconciler looks for stuck jobs. */
+  reconcileEveryMs: number;
+  /** An unfinished job nobody holds and nothing was sent for in this long is queued again. */
+  stuckAfterMs: number;
+  log: (msg: string, err?: unknown) => void;
+}
+
+/** Which stage a topic asks for; undefined: nothing for workers (they learn of cancels from the event bus and their lease). */
+function stageOf(topic: string, payload: Record<string, unknown>): WorkStage | undefined {
+  switch (topic) {
+    case "job.created":
+      return "probe";
+    case "job.confirmed":
+      return "encode";
+    case "job.retry":
+      return payload.stage === "encode" ? "encode" : "probe";
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Moves outbox rows to the work queue: publish with the row id as the message id (so two relays
+ * sending the same row store it once), then mark the row sent. A crash between the two re-sends
+ * the row, which the queue drops as a duplicate. The reconciler is the backstop for work that
+ * went missing anyway (a purged stream, a message past MaxDeliver): unfinished jobs that nobody
+ * holds and that saw no change for `stuckAfterMs` get a fresh `job.retry` row.
+ */
+export class OutboxRelay {
+  private timer: NodeJS.Timeout | undefined;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly queue: WorkQueue,
+    private readonly options: OutboxRelayOptions,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.kick();
+    this.reconcileTimer = setInterval(() => {
+      this.reconcile().then(
+        (n) => n > 0 && this.kick(),
+        (err) => this.options.log("reconciler: scan failed", err),
+      );
+    }, this.options.reconcileEveryMs);
+    this.reconcileTimer.unref();
+  }
+
+  /** Relay now (after a commit that wrote outbox rows); concurrent kicks coalesce. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.running = this.drain()
+      .then(() => undefined)
+      .catch((err) => this.options.log("outbox relay: publish failed; will retry", err))
+      .finally(() => {
+        this.running = undefined;
+        if (this.stopped) return;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        } else {
+          this.timer = setTimeout(() => this.kick(), this.options.pollMs);
+          this.timer.unref();
+        }
+      });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.reconcileTimer);
+    await this.running;
+  }
+
+  /** Sends every unsent row, oldest first; returns how many were published. */
+  async drain(): Promise<number> {
+    let published = 0;
+    for (;;) {
+      const rows = await this.db
+        .selectFrom("outbox")
+        .innerJoin("jobs", "jobs.id", "outbox.job_id")
+        .select(["outbox.id", "outbox.job_id", "outbox.topic", "outbox.payload", "jobs.organization_id", "jobs.priority"])
+        .where("outbox.sent_at", "is", null)
+        .orderBy("outbox.id")
+        .limit(100)
+        .execute();
+      if (rows.length === 0) return published;
+      for (const row of rows) {
+        const stage = stageOf(row.topic, row.payload);
+        if (stage) {
+          await this.queue.publish({
+            id: row.id,
+            jobId: row.job_id,
+            organizationId: row.organization_id,
+            stage,
+            priority: row.priority as PriorityName,
+          });
+          published++;
+        }
+        await this.db.updateTable("outbox").set({ sent_at: new Date() }).where("id", "=", row.id).execute();
+      }
+    }
+  }
+
+  /**
+   * Queues every unfinished job again. For the in-process queue at start: whatever it held died
+   * with the previous process. (Workers wait out a lease the previous process still held.)
+   */
+  async requeueUnfinished(): Promise<number> {
+    const unfinished = await this.db.selectFrom("jobs").select(["id", "status"]).where("status", "in", ["pending", "probing", "processing"]).execute();
+    await this.queueRetries(unfinished);
+    return unfinished.length;
+  }
+
+  /** Queues a `job.retry` for each stuck job; returns how many. */
+  async reconcile(): Promise<number> {
+    const stuckAfter = sql<Date>`now() - ${this.options.stuckAfterMs} * interval '1 millisecond'`;
+    const stuck = await this.db
+      .selectFrom("jobs")
+      .select(["id", "status"])
+      .where("status", "in", ["pending", "probing", "processing"])
+      .where("updated_at", "<", stuckAfter)
+      .where((eb) => eb.or([eb("lease_expires_at", "is", null), eb("lease_expires_at", "<", stuckAfter)]))
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom("outbox")
+              .select("outbox.id")
+              .whereRef("outbox.job_id", "=", "jobs.id")
+              .where((eb) => eb.or([eb("outbox.sent_at", "is", null), eb("outbox.sent_at", ">", stuckAfter)])),
+          ),
+        ),
+      )
+      .limit(500)
+      .execute();
+    if (stuck.length === 0) return 0;
+    await this.queueRetries(stuck);
+    this.options.log(`reconciler: queued ${stuck.length} stuck job(s) again: ${stuck.map((j) => j.id).join(", ")}`);
+    return stuck.length;
+  }
+
+  private async queueRetries(jobs: Array<{ id: string; status: string }>): Promise<void> {
+    if (jobs.length === 0) return;
+    await this.db
+      .insertInto("outbox")
+      .values(
+        jobs.map((job) => ({
+          id: newId("evt"),
+          job_id: job.id,
+          topic: "job.retry",
+          payload: JSON.stringify({ job_id: job.id, stage: job.status === "processing" ? "encode" : "probe" }),
+        })),
+      )
+      .execute();
+  }
+}

@@ -1,0 +1,135 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { NatsConnection } from "nats";
+import type { App } from "./app.js";
+import type { Config } from "./config.js";
+import { InProcessEventBus, type JobEventBus } from "./queue/event-bus.js";
+import { createInProcessWorkQueue } from "./queue/in-process-work-queue.js";
+import { closeNats, connectNats, redactNatsUrl } from "./queue/nats-connection.js";
+import { createNatsEventBus } from "./queue/nats-event-bus.js";
+import { createNatsWorkQueue } from "./queue/nats-work-queue.js";
+import { OutboxRelay } from "./queue/outbox-relay.js";
+import type { WorkQueue } from "./queue/work-queue.js";
+import { locateMediaTools } from "../workers/ffmpeg/binaries.js";
+import { createMediaTools } from "../workers/ffmpeg/media-tools.js";
+import { EncoderWorker } from "../workers/encoder/worker.js";
+import { ensureSampleClip } from "../workers/encoder/sample.js";
+import type { MediaTools } from "../workers/ffmpeg/types.js";
+
+type Log = (msg: string, err?: unknown) => void;
+
+/** The queue and event bus: JetStream + NATS subjects when NATS_URL is set, else in memory. */
+export interface Messaging {
+  kind: "nats" | "in-process";
+  queue: WorkQueue;
+  events: JobEventBus;
+  close(): Promise<void>;
+}
+
+/** JetStream's MaxDeliver: a backstop above the job's own attempt limit (leases count claims). */
+function maxDeliver(config: Config): number {
+  return config.worker.maxAttempts * 2 + 2;
+}
+
+export async function openMessaging(config: Config, role: string, log: Log): Promise<Messaging> {
+  const queueOptions = { ackWaitMs: config.worker.leaseMs, maxDeliver: maxDeliver(config) };
+  if (!config.natsUrl) {
+    const queue = createInProcessWorkQueue(queueOptions);
+    const events = new InProcessEventBus();
+    return {
+      kind: "in-process",
+      queue,
+      events,
+      async close() {
+        await queue.close();
+        await events.close();
+      },
+    };
+  }
+  const nc: NatsConnection = await connectNats(config.natsUrl, { name: `rendition-${role}` });
+  try {
+    const queue = await createNatsWorkQueue(nc, { ...queueOptions, prefix: config.natsPrefix, onError: (err) => log("queue: retrying after an error", err) });
+    const events = createNatsEventBus(nc, { prefix: config.natsPrefix });
+    log(`queue: NATS JetStream at ${redactNatsUrl(config.natsUrl)} (prefix ${config.natsPrefix})`);
+    return {
+      kind: "nats",
+      queue,
+      events,
+      async close() {
+        await queue.close();
+        await events.close();
+        await closeNats(nc);
+      },
+    };
+  } catch (err) {
+    await closeNats(nc);
+    throw err;
+  }
+}
+
+/**
+ * The relay moves committed outbox rows to the queue; Create and Confirm kick it at once. An
+ * in-process queue starts empty, so unfinished jobs from the last run are queued again first.
+ */
+export async function startRelay(app: App, messaging: Messaging, config: Config, log: Log): Promise<OutboxRelay> {
+  const relay = new OutboxRelay(app.database.db, messaging.queue, {
+    pollMs: 1000,
+    reconcileEveryMs: Math.min(60_000, config.worker.stuckAfterMs),
+    stuckAfterMs: config.worker.stuckAfterMs,
+    log,
+  });
+  app.jobs.onOutboxWritten = () => relay.kick();
+  if (messaging.kind === "in-process") {
+    const requeued = await relay.requeueUnfinished();
+    if (requeued > 0) log(`queued ${requeued} unfinished job(s) from the previous run again`);
+  }
+  relay.start();
+  return relay;
+}
+
+/** Finds ffmpeg (logging which one) and starts the encoder slots. */
+export async function startWorker(app: App, messaging: Messaging, config: Config, log: Log): Promise<{ worker: EncoderWorker; tools: MediaTools }> {
+  const tools = createMediaTools(await locateMediaTools(process.env));
+  log(`encoder: ${tools.description}; ffprobe ${tools.ffprobePath}`);
+  const { worker: w } = config;
+  const worker = new EncoderWorker(
+    {
+      jobs: app.jobRepository,
+      runs: app.runs,
+      origins: app.origins,
+      events: messaging.events,
+      queue: messaging.queue,
+      tools,
+      guard: app.guard,
+      log,
+      settings: {
+        limits: { maxInputBytes: w.maxInputBytes, maxDurationMs: w.maxInputDurationMs, maxWidth: w.maxInputWidth, maxHeight: w.maxInputHeight },
+        encodeTimeoutMinMs: w.encodeTimeoutMinMs,
+        inputCredentials: { s3: w.inputS3, gcs: w.inputGcs },
+        progressPersistMs: 1000,
+      },
+    },
+    { concurrency: w.concurrency, leaseMs: w.leaseMs, maxAttempts: w.maxAttempts, maxDeliver: maxDeliver(config), tmpDir: w.tmpDir },
+  );
+  worker.start();
+  log(`encoder ${worker.workerId}: ${w.concurrency} slot(s), lease ${w.leaseMs} ms, up to ${w.maxAttempts} attempts per job`);
+  return { worker, tools };
+}
+
+export const SAMPLE_CLIP = "sample.mp4";
+
+/**
+ * Embedded mode: a sample clip in the default local origin, so the first curl has something to
+ * transcode. Returns its path within the origin, or undefined when there is no such origin.
+ */
+export async function prepareSample(tools: MediaTools, config: Config, log: Log): Promise<string | undefined> {
+  const storage = join(config.dataDir, "storage");
+  if (!existsSync(storage)) return undefined;
+  try {
+    await ensureSampleClip(tools, join(storage, SAMPLE_CLIP));
+    return SAMPLE_CLIP;
+  } catch (err) {
+    log(`could not write the sample clip to ${storage}`, err);
+    return undefined;
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * The distributed set-up as an operator runs it: one `api` process and two `worker` processes
+ * on PostgreSQL + NATS JetStream, reading from and writing to an S3-compatible server (s3rver).
+ */
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { JobStatus, OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
+import { JobService, OutputStatus, ThumbnailMode, WatchEvent, type Job } from "../../gen/rendition/v1/job_pb.js";
+import { OriginPermission, OriginService } from "../../gen/rendition/v1/origin_pb.js";
+import { authHeaders } from "../support/api-harness.js";
+import { createEmptyDatabase } from "../support/database.js";
+import { ffprobeJson, generateClip } from "../support/media.js";
+import { killAllChildren, spawnRendition, type RenditionProcess } from "../support/process.js";
+import { startS3Server, type S3TestServer } from "../support/s3-server.js";
+
+const BUCKET = "media";
+let db: { url: string; drop(): Promise<void> };
+let s3: S3TestServer;
+let s3client: S3Client;
+let dataDir: string;
+let env: Record<string, string>;
+let api: RenditionProcess;
+const workers: RenditionProcess[] = [];
+let jobs: Client<typeof JobService>;
+let outputOriginId: string;
+let inputOriginId: string;
+
+function spawnWorker(): RenditionProcess {
+  const worker = spawnRendition(["worker"], { ...env, RENDITION_DATA_DIR: mkdtempSync(join(tmpdir(), "rendition-worker-")) });
+  workers.push(worker);
+  return worker;
+}
+
+async function waitFor(id: string, done: (job: Job) => boolean, timeoutMs = 90_000): Promise<Job> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { job } = await jobs.get({ id });
+    if (done(job!)) return job!;
+    if (Date.now() > deadline) throw new Error(`job ${id} still ${JobStatus[job!.status]} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function download(url: string, file: string): Promise<string> {
+  const match = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
+  if (!match) throw new Error(`not an s3 URL: ${url}`);
+  const object = await s3client.send(new GetObjectCommand({ Bucket: match[1], Key: match[2] }));
+  writeFileSync(file, Buffer.from(await object.Body!.transformToByteArray()));
+  return file;
+}
+
+beforeAll(async () => {
+  db = await createEmptyDatabase(inject("databaseUrl"));
+  s3 = await startS3Server();
+  await s3.createBucket(BUCKET);
+  s3client = new S3Client({
+    endpoint: s3.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+  });
+  dataDir = mkdtempSync(join(tmpdir(), "rendition-e2e-"));
+
+  env = {
+    DATABASE_URL: db.url,
+    NATS_URL: inject("natsUrl"),
+    RENDITION_NATS_PREFIX: `e2e_${randomBytes(4).toString("hex")}`,
+    RENDITION_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString("base64"),
+    RENDITION_NETWORK_ALLOW: "127.0.0.1/32",
+    // Short leases so a killed worker's job moves on quickly.
+    RENDITION_LEASE_MS: "3000",
+  };
+  api = spawnRendition(["api"], { ...env, PORT: "0", HOST: "127.0.0.1", RENDITION_DATA_DIR: dataDir });
+  const { baseUrl } = await api.listening(60_000);
+  const credentials = JSON.parse(readFileSync(join(dataDir, "credentials.json"), "utf8"));
+  const transport = createConnectTransport({
+    baseUrl,
+    httpVersion: "1.1",
+    interceptors: [authHeaders({ apiKey: credentials.api_key, organizationId: credentials.organization_id })],
+  });
+  jobs = createClient(JobService, transport);
+  const origins = createClient(OriginService, transport);
+  const origin = async (name: string, basePath: string, permissions: OriginPermission[]) =>
+    (
+      await origins.create({
+        name,
+        permissions,
+        basePath,
+        s3: { bucket: BUCKET, region: "us-east-1", endpoint: s3.endpoint },
+        s3Credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+      })
+    ).origin!.id;
+  inputOriginId = await origin("uploads", "uploads", [OriginPermission.READ]);
+  outputOriginId = await origin("renders", "renders", [OriginPermission.READ, OriginPermission.WRITE]);
+  // Uploaded after the origins' read probes: s3rver 3.7.1 answers a ListObjectsV2 with MaxKeys
+  // below the number of matching keys with HTTP 500 (real S3 does not).
+  const clip = join(dataDir, "clip.mp4");
+  await generateClip(clip, { durationS: 2, width: 320, height: 240, fps: 25, audio: true });
+  await s3client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "uploads/clip.mp4", Body: readFileSync(clip) }));
+  const long = join(dataDir, "long.mp4");
+  await generateClip(long, { durationS: 40, width: 640, height: 360, fps: 30, audio: true });
+  await s3client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "uploads/long.mp4", Body: readFileSync(long) }));
+  await Promise.all([spawnWorker(), spawnWorker()].map((w) => w.waitFor(/encoder \S+: \d+ slot/, 60_000)));
+}, 180_000);
+
+afterAll(async () => {
+  await killAllChildren();
+  await db?.drop();
+  await s3?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe("api and workers as separate processes", () => {
+  it("turns an S3 input into mp4 h264 + webm vp9 + thumbnails in S3, with Watch showing every stage", async () => {
+    const { job: created } = await jobs.create({
+      inputOriginId,
+      inputPath: "clip.mp4",
+      outputOriginId,
+      outputs: [
+        { type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_480P, quality: Quality.ECONOMY }] },
+        { type: OutputType.WEBM, video: [{ codec: VideoCodec.VP9, height: 180, quality: Quality.ECONOMY }] },
+      ],
+      thumbnails: [{ mode: ThumbnailMode.INTERVAL, intervalSeconds: 1, width: 160 }],
+    });
+    const seen: Array<{ event: WatchEvent; status: JobStatus; progress: number }> = [];
+    for await (const message of jobs.watch({ id: created!.id })) seen.push({ event: message.event, status: message.job!.status, progress: message.job!.progress });
+
+    const final = (await jobs.get({ id: created!.id })).job!;
+    expect(final.status, `${final.errorCode}: ${final.errorMessage}\n${workers.map((w) => w.stderr).join("\n")}`).toBe(JobStatus.COMPLETED);
+    expect(seen[0]!.event).toBe(WatchEvent.SNAPSHOT);
+    const statuses = seen.map((e) => e.status).filter((s, i, all) => s !== all[i - 1]);
+    expect(statuses).toEqual(expect.arrayContaining([JobStatus.PROBING, JobStatus.PROCESSING, JobStatus.COMPLETED]));
+    expect(statuses.at(-1)).toBe(JobStatus.COMPLETED);
+    const progress = seen.filter((e) => e.event === WatchEvent.PROGRESS).map((e) => e.progress);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b)); // never goes back
+    expect(seen.at(-1)!.event).toBe(WatchEvent.COMPLETED);
+
+    const { job } = await jobs.get({ id: created!.id });
+    expect(job!.status).toBe(JobStatus.COMPLETED);
+    const [mp4, webm] = job!.outputs;
+    expect(mp4!.outputUrl).toBe(`s3://${BUCKET}/renders/${mp4!.path}`);
+    const mp4Info = await ffprobeJson(await download(mp4!.outputUrl, join(dataDir, "out.mp4")));
+    expect(mp4Info.streams.find((s: { codec_type: string }) => s.codec_type === "video")).toMatchObject({ codec_name: "h264", width: 640, height: 480 });
+    expect(Math.abs(Number(mp4Info.format.duration) * 1000 - 2000)).toBeLessThanOrEqual(40 + 30);
+    const webmInfo = await ffprobeJson(await download(webm!.outputUrl, join(dataDir, "out.webm")));
+    expect(webmInfo.streams.find((s: { codec_type: string }) => s.codec_type === "video")).toMatchObject({ codec_name: "vp9", width: 240, height: 180 });
+    expect(Math.abs(Number(webmInfo.format.duration) * 1000 - 2000)).toBeLessThanOrEqual(40 + 30);
+    expect(job!.thumbnails[0]!.urls.length).toBeGreaterThanOrEqual(2);
+    expect(job!.thumbnails[0]!.urls[0]).toMatch(new RegExp(`^s3://${BUCKET}/renders/`));
+  });
+
+  it("stops the worker's ffmpeg within a second when a running job is canceled", async () => {
+    const { job: created } = await jobs.create({
+      inputOriginId,
+      inputPath: "long.mp4",
+      outputOriginId,
+      outputs: [{ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_720P, quality: Quality.PREMIUM }] }],
+    });
+    await waitFor(created!.id, (j) => (j.status === JobStatus.PROCESSING && j.progress > 0) || j.status >= JobStatus.COMPLETED);
+    const encoding = workers.flatMap((w) => (w.child.exitCode === null ? childFfmpeg(w.child.pid!) : []));
+    expect(encoding).toHaveLength(1);
+    await jobs.cancel({ id: created!.id });
+    const deadline = Date.now() + 1000;
+    while (encoding.some(alive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(encoding.filter(alive)).toEqual([]);
+    const job = await waitFor(created!.id, (j) => j.status >= JobStatus.COMPLETED);
+    expect(job.status).toBe(JobStatus.CANCELED);
+    expect(job.totalActualCost).toBe("");
+  });
+
+  it("finishes a job exactly once on another worker when the one running it is killed with SIGKILL", async () => {
+    const { job: created } = await jobs.create({
+      inputOriginId,
+      inputPath: "long.mp4",
+      outputOriginId,
+      outputs: [{ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_720P, quality: Quality.STANDARD }] }],
+    });
+    const running = await waitFor(created!.id, (j) => (j.status === JobStatus.PROCESSING && j.progress > 5) || j.status >= JobStatus.COMPLETED);
+    expect(running.status).toBe(JobStatus.PROCESSING);
+    // Which worker holds it: the one whose log says it took the job... simpler: the one with an ffmpeg child.
+    const holder = workers.find((w) => w.child.exitCode === null && childFfmpeg(w.child.pid!).length > 0);
+    expect(holder, "a worker is running ffmpeg for the job").toBeDefined();
+    const orphans = childFfmpeg(holder!.child.pid!);
+    holder!.child.kill("SIGKILL");
+    await holder!.exited(10_000);
+
+    const done = await waitFor(created!.id, (j) => j.status >= JobStatus.COMPLETED, 120_000);
+    expect(done.status).toBe(JobStatus.COMPLETED);
+    expect(done.execution!.attempts).toBe(2);
+    expect(done.outputs[0]!.status).toBe(OutputStatus.COMPLETED);
+    const info = await ffprobeJson(await download(done.outputs[0]!.outputUrl, join(dataDir, "long-out.mp4")));
+    expect(Math.abs(Number(info.format.duration) * 1000 - 40_000)).toBeLessThanOrEqual(34 + 30);
+    // The killed worker's ffmpeg went with it (started under setpriv --pdeathsig).
+    const deadline = Date.now() + 10_000;
+    while (orphans.some(alive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(orphans.filter(alive)).toEqual([]);
+  }, 240_000);
+});
+
+/** Pids of ffmpeg processes whose parent is `pid`. */
+function childFfmpeg(pid: number): number[] {
+  const out = execFileSync("ps", ["-eo", "pid=,ppid=,comm="], { encoding: "utf8" });
+  return out
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, ppid, comm]) => Number(ppid) === pid && comm === "ffmpeg")
+    .map(([p]) => Number(p));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
