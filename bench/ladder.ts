@@ -113,7 +113,15 @@ async function startRendition(): Promise<Server> {
 }
 
 /** Create -> completed, following the job with Watch (no polling). */
-async function runJob(server: Server, inputPath: string, outputs: Array<{ resolution?: Resolution; height?: number }>): Promise<{ wallMs: number; encodeMs: number }> {
+interface JobTimes {
+  wallMs: number;
+  queueMs: number;
+  probeMs: number;
+  encodeMs: number;
+  uploadMs: number;
+}
+
+async function runJob(server: Server, inputPath: string, outputs: Array<{ resolution?: Resolution; height?: number }>): Promise<JobTimes> {
   const started = performance.now();
   const { job } = await server.jobs.create({
     inputOriginId: server.originId,
@@ -125,8 +133,18 @@ async function runJob(server: Server, inputPath: string, outputs: Array<{ resolu
   for await (const event of server.jobs.watch({ id: job!.id })) last = event.job;
   const wallMs = performance.now() - started;
   if (last?.status !== JobStatus.COMPLETED) throw new Error(`job ${job!.id} ended ${JobStatus[last?.status ?? 0]}: ${last?.errorCode} ${last?.errorMessage}`);
-  return { wallMs, encodeMs: Number(last.execution?.encodeDurationMs ?? 0) };
+  const e = last.execution;
+  return {
+    wallMs,
+    queueMs: Number(e?.queueDurationMs ?? 0),
+    probeMs: Number(e?.probeDurationMs ?? 0),
+    encodeMs: Number(e?.encodeDurationMs ?? 0),
+    uploadMs: Number(e?.uploadDurationMs ?? 0),
+  };
 }
+
+const breakdown = (t: JobTimes) =>
+  `queue ${t.queueMs} ms, fetch+probe ${t.probeMs} ms, encode ${t.encodeMs} ms, upload ${t.uploadMs} ms`;
 
 async function main(): Promise<void> {
   const ffmpegVersion = execFileSync(FFMPEG, ["-version"], { encoding: "utf8" }).split("\n")[0];
@@ -144,8 +162,9 @@ async function main(): Promise<void> {
       for (let round = 1; round <= ROUNDS; round++) {
         b.push(ladderOneCommand(input, work));
         console.log(`round ${round}: (b) one ffmpeg command, split=3: ${s(b.at(-1)!)}`);
-        a.push((await runJob(server, "ladder.mp4", LADDER.map((r) => ({ resolution: r.resolution })))).wallMs);
-        console.log(`round ${round}: (a) Rendition Create -> completed: ${s(a.at(-1)!)}`);
+        const times = await runJob(server, "ladder.mp4", LADDER.map((r) => ({ resolution: r.resolution })));
+        a.push(times.wallMs);
+        console.log(`round ${round}: (a) Rendition Create -> completed: ${s(times.wallMs)} (${breakdown(times)})`);
         c.push(ladderSeparateRuns(input, work));
         console.log(`round ${round}: (c) three separate ffmpeg runs: ${s(c.at(-1)!)}`);
       }
@@ -158,14 +177,16 @@ async function main(): Promise<void> {
       const small = join(storage, "small.mp4");
       ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=2", "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", small]);
-      const e2e: number[] = [];
+      const e2e: JobTimes[] = [];
       const bare: number[] = [];
       for (let i = 0; i < 10; i++) {
         bare.push(ffmpeg(["-i", small, "-vf", "scale=-2:360", ...X264_STANDARD, ...AAC, ...MP4, join(work, "bare.mp4")]));
-        e2e.push((await runJob(server, "small.mp4", [{ height: 360 }])).wallMs);
+        e2e.push(await runJob(server, "small.mp4", [{ height: 360 }]));
       }
-      const [me, mf] = [median(e2e), median(bare)];
+      const [me, mf] = [median(e2e.map((t) => t.wallMs)), median(bare)];
+      const pick = (key: keyof JobTimes) => median(e2e.map((t) => t[key])).toFixed(0);
       console.log(`\noverhead (2 s 360p job), median of 10: Create -> completed ${me.toFixed(0)} ms, the same ffmpeg command by hand ${mf.toFixed(0)} ms`);
+      console.log(`  inside the job (medians): queue ${pick("queueMs")} ms, fetch+probe ${pick("probeMs")} ms, encode ${pick("encodeMs")} ms, upload ${pick("uploadMs")} ms`);
       console.log(`  orchestration overhead = ${(me - mf).toFixed(0)} ms`);
     }
   } finally {

@@ -77,7 +77,10 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     res.end(JSON.stringify(body));
   };
 
-  const h1 = http.createServer(handler);
+  // Idle keep-alive connections outlive the clients' own idle timeouts (Node's agent: 5 s, most
+  // load balancers: 60 s), so a client never reuses a socket the server is closing (EPIPE,
+  // ECONNRESET on the next call).
+  const h1 = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 66_000 }, handler);
   const h2 = http2.createServer(handler);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
