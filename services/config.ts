@@ -44,8 +44,12 @@ export interface WorkerConfig {
   encodeTimeoutMinMs: number;
   /** An unfinished job with no lease and no change for this long is queued again. */
   stuckAfterMs: number;
-  inputS3?: { endpoint?: string; region: string; accessKeyId: string; secretAccessKey: string };
-  inputGcs?: { accessKeyId: string; secretAccessKey: string };
+  /**
+   * Credentials for direct s3:// and gs:// inputs, with the buckets they may be used on: every
+   * organization can name these URLs, so the keys must not reach buckets of the operator's.
+   */
+  inputS3?: { endpoint?: string; region: string; accessKeyId: string; secretAccessKey: string; buckets: string[] };
+  inputGcs?: { accessKeyId: string; secretAccessKey: string; buckets: string[] };
 }
 
 export class ConfigError extends Error {}
@@ -104,8 +108,18 @@ function keyPair(env: Env, idName: string, secretName: string): { accessKeyId: s
   return { accessKeyId, secretAccessKey };
 }
 
+/** Keys for direct input URLs need the list of buckets they may read. */
+function bucketList(env: Env, name: string, keysName: string): string[] {
+  const buckets = (env[name] ?? "").split(",").map((b) => b.trim()).filter(Boolean);
+  if (buckets.length === 0) {
+    throw new ConfigError(`${keysName} is set, so ${name} must list the buckets direct input URLs may read (comma-separated): every organization can name such URLs`);
+  }
+  return buckets;
+}
+
 function loadWorkerConfig(env: Env): WorkerConfig {
   const s3Keys = keyPair(env, "RENDITION_INPUT_S3_ACCESS_KEY_ID", "RENDITION_INPUT_S3_SECRET_ACCESS_KEY");
+  const gcsKeys = keyPair(env, "RENDITION_INPUT_GCS_ACCESS_KEY_ID", "RENDITION_INPUT_GCS_SECRET_ACCESS_KEY");
   return {
     concurrency: integer(env, "RENDITION_WORKER_CONCURRENCY", 1, 1, 64),
     leaseMs: integer(env, "RENDITION_LEASE_MS", 30_000, 1_000, 600_000),
@@ -121,8 +135,9 @@ function loadWorkerConfig(env: Env): WorkerConfig {
       endpoint: env.RENDITION_INPUT_S3_ENDPOINT || undefined,
       region: env.RENDITION_INPUT_S3_REGION || "us-east-1",
       ...s3Keys,
+      buckets: bucketList(env, "RENDITION_INPUT_S3_BUCKETS", "RENDITION_INPUT_S3_ACCESS_KEY_ID"),
     },
-    inputGcs: keyPair(env, "RENDITION_INPUT_GCS_ACCESS_KEY_ID", "RENDITION_INPUT_GCS_SECRET_ACCESS_KEY"),
+    inputGcs: gcsKeys && { ...gcsKeys, buckets: bucketList(env, "RENDITION_INPUT_GCS_BUCKETS", "RENDITION_INPUT_GCS_ACCESS_KEY_ID") },
   };
 }
 

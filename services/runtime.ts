@@ -80,6 +80,8 @@ export async function startRelay(app: App, messaging: Messaging, config: Config,
   });
   app.jobs.onOutboxWritten = () => relay.kick();
   if (messaging.kind === "in-process") {
+    // PGlite is locked to this process, so the last run's leases belong to nobody now.
+    if (app.database.kind === "pglite") await app.runs.releaseAll();
     const requeued = await relay.requeueUnfinished();
     if (requeued > 0) log(`queued ${requeued} unfinished job(s) from the previous run again`);
   }
@@ -111,7 +113,7 @@ export async function startWorker(app: App, messaging: Messaging, config: Config
     },
     { concurrency: w.concurrency, leaseMs: w.leaseMs, maxAttempts: w.maxAttempts, maxDeliver: maxDeliver(config), tmpDir: w.tmpDir },
   );
-  worker.start();
+  await worker.start();
   log(`encoder ${worker.workerId}: ${w.concurrency} slot(s), lease ${w.leaseMs} ms, up to ${w.maxAttempts} attempts per job`);
   return { worker, tools };
 }

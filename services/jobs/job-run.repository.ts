@@ -26,6 +26,9 @@ export interface LeaseState {
 }
 
 type Db = Kysely<Database>;
+
+/** The states a worker holds a job in; once a job leaves them, no lease write applies any more. */
+const RUNNING: JobStatusName[] = ["pending", "probing", "processing"];
 type Trx = Transaction<Database>;
 
 /** The writes workers make to jobs, each guarded by the lease. */
@@ -79,11 +82,16 @@ export class JobRunRepository {
 
   /** Extends the lease; false when it was lost (canceled, or taken over). */
   async renew(lease: Lease, leaseMs: number): Promise<boolean> {
+    // Only a lease still held: one given back (paused for Confirm, released after a failure)
+    // must not come back to life through a heartbeat that was already on its way.
     const result = await this.db
       .updateTable("jobs")
       .set({ lease_expires_at: sql<Date>`now() + ${leaseMs} * interval '1 millisecond'` })
       .where("id", "=", lease.jobId)
       .where("attempt", "=", lease.token)
+      .where("lease_owner", "=", lease.workerId)
+      .where("lease_expires_at", "is not", null)
+      .where("status", "in", RUNNING)
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
   }
@@ -94,8 +102,9 @@ export class JobRunRepository {
    */
   async withLease(lease: Lease, write: (trx: Trx) => Promise<void>): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
-      const row = await trx.selectFrom("jobs").select("attempt").where("id", "=", lease.jobId).forUpdate().executeTakeFirst();
-      if (!row || row.attempt !== lease.token) return false;
+      const row = await trx.selectFrom("jobs").select(["attempt", "status"]).where("id", "=", lease.jobId).forUpdate().executeTakeFirst();
+      // Finished jobs take no more writes, even from the worker that finished them (a late progress write).
+      if (!row || row.attempt !== lease.token || !RUNNING.includes(row.status as JobStatusName)) return false;
       await write(trx);
       return true;
     });
@@ -132,15 +141,14 @@ export class JobRunRepository {
     });
   }
 
-  /** Fails the job and whatever of it had not finished (finished outputs are kept), ending the lease. */
-  async fail(lease: Lease, code: string, message: string): Promise<boolean> {
+  /**
+   * Fails what had not finished, ending the lease. Outputs already delivered are kept and
+   * charged, so a job with some of them ends partial rather than failed.
+   */
+  async fail(lease: Lease, code: string, message: string): Promise<"failed" | "partial" | undefined> {
     const error = { error_code: code, error_message: message.slice(0, 2000) };
-    return this.withLease(lease, async (trx) => {
-      await trx
-        .updateTable("jobs")
-        .set({ ...error, status: "failed", completed_at: new Date(), updated_at: new Date(), lease_owner: "", lease_expires_at: null })
-        .where("id", "=", lease.jobId)
-        .execute();
+    let status: "failed" | "partial" | undefined;
+    const held = await this.withLease(lease, async (trx) => {
       await trx.updateTable("job_outputs").set({ ...error, status: "failed" }).where("job_id", "=", lease.jobId).where("status", "in", ["pending", "processing"]).execute();
       await trx
         .updateTable("job_thumbnails")
@@ -148,18 +156,65 @@ export class JobRunRepository {
         .where("job_id", "=", lease.jobId)
         .where("status", "in", ["pending", "processing"])
         .execute();
+      const delivered = await trx
+        .selectFrom("job_outputs")
+        .select((eb) => [eb.fn.countAll<string>().as("n"), eb.fn.sum<string | null>("actual_cost_minor").as("cost")])
+        .where("job_id", "=", lease.jobId)
+        .where("status", "=", "completed")
+        .executeTakeFirstOrThrow();
+      status = Number(delivered.n) > 0 ? "partial" : "failed";
+      await trx
+        .updateTable("jobs")
+        .set({
+          ...error,
+          status,
+          actual_cost_minor: status === "partial" ? Number(delivered.cost ?? 0) : null,
+          completed_at: new Date(),
+          updated_at: new Date(),
+          lease_owner: "",
+          lease_expires_at: null,
+        })
+        .where("id", "=", lease.jobId)
+        .execute();
     });
+    return held ? status : undefined;
+  }
+
+  /** Whether a worker holds a live lease on the job (for sweeping leftovers of dead workers). */
+  async isHeld(jobId: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom("jobs")
+      .select("id")
+      .where("id", "=", jobId)
+      .where("status", "in", RUNNING)
+      .where("lease_expires_at", ">", sql<Date>`now()`)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /**
+   * Ends every lease. Only for a database no other process can use (embedded PGlite): after a
+   * crash, the previous run's leases belong to nobody.
+   */
+  async releaseAll(): Promise<void> {
+    await this.db.updateTable("jobs").set({ lease_owner: "", lease_expires_at: null }).where("lease_expires_at", "is not", null).execute();
   }
 
   /**
    * Gives the job back after a transient failure so the next delivery (any worker) can take it at
    * once, remembering why.
    */
-  async release(lease: Lease, lastError: string): Promise<boolean> {
+  async release(lease: Lease, lastError: string, options: { refundClaim?: boolean } = {}): Promise<boolean> {
     return this.withLease(lease, async (trx) => {
       await trx
         .updateTable("jobs")
-        .set({ lease_owner: "", lease_expires_at: null, last_error: lastError.slice(0, 2000) })
+        .set((eb) => ({
+          lease_owner: "",
+          lease_expires_at: null,
+          last_error: lastError.slice(0, 2000),
+          // A shutdown is not the job's fault: it should not use up one of its attempts.
+          claims: options.refundClaim ? eb("claims", "-", 1) : eb.ref("claims"),
+        }))
         .where("id", "=", lease.jobId)
         .execute();
     });

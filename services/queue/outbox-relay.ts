@@ -123,7 +123,7 @@ export class OutboxRelay {
 
   /**
    * Queues every unfinished job again. For the in-process queue at start: whatever it held died
-   * with the previous process. (Workers wait out a lease the previous process still held.)
+   * with the previous process (whose leases the caller ends first when it can).
    */
   async requeueUnfinished(): Promise<number> {
     const unfinished = await this.db.selectFrom("jobs").select(["id", "status"]).where("status", "in", ["pending", "probing", "processing"]).execute();

@@ -93,7 +93,7 @@ export class HttpDriver implements StorageDriver {
     const response = await this.request(url, { method: "GET", signal: opts.signal });
     if (!response.ok || !response.body) {
       await response.body?.cancel();
-      const message = `GET ${url} answered HTTP ${response.status} ${response.statusText}`;
+      const message = `GET ${withoutSecrets(url)} answered HTTP ${response.status} ${response.statusText}`;
       if (response.status === 404 || response.status === 410) throw new ObjectNotFoundError(message);
       if (response.status === 401 || response.status === 403) throw new ObjectAccessDeniedError(message);
       throw new Error(message);
@@ -154,6 +154,16 @@ export class HttpDriver implements StorageDriver {
       if (response.status === 303 && method !== "HEAD") method = "GET";
       current = next;
     }
+  }
+}
+
+/** A URL for messages: no user info, no query string (presigned URLs carry their signature there). */
+export function withoutSecrets(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}${parsed.search ? "?…" : ""}`;
+  } catch {
+    return "(unparseable URL)";
   }
 }
 

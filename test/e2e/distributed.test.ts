@@ -3,6 +3,8 @@
  * on PostgreSQL + NATS JetStream, reading from and writing to an S3-compatible server (s3rver).
  */
 import { execFileSync } from "node:child_process";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +33,8 @@ const workers: RenditionProcess[] = [];
 let jobs: Client<typeof JobService>;
 let outputOriginId: string;
 let inputOriginId: string;
+let tlsServer: https.Server;
+let tlsUrl: string;
 
 function spawnWorker(): RenditionProcess {
   const worker = spawnRendition(["worker"], { ...env, RENDITION_DATA_DIR: mkdtempSync(join(tmpdir(), "rendition-worker-")) });
@@ -68,8 +72,24 @@ beforeAll(async () => {
   });
   dataDir = mkdtempSync(join(tmpdir(), "rendition-e2e-"));
 
+  // An https server for direct input URLs, with a self-signed certificate the workers trust.
+  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dataDir, "tls.key"), "-out", join(dataDir, "tls.crt")], { stdio: "ignore" });
+  tlsServer = https.createServer({ key: readFileSync(join(dataDir, "tls.key")), cert: readFileSync(join(dataDir, "tls.crt")) }, (req, res) => {
+    if (req.url?.split("?")[0] !== "/media/clip.mp4") return void res.writeHead(404).end();
+    const body = readFileSync(join(dataDir, "clip.mp4"));
+    res.writeHead(200, { "content-type": "video/mp4", "content-length": body.length }).end(body);
+  });
+  await new Promise<void>((resolve) => tlsServer.listen(0, "127.0.0.1", resolve));
+  tlsUrl = `https://127.0.0.1:${(tlsServer.address() as AddressInfo).port}`;
+
   env = {
     DATABASE_URL: db.url,
+    NODE_EXTRA_CA_CERTS: join(dataDir, "tls.crt"),
+    RENDITION_INPUT_S3_ENDPOINT: s3.endpoint,
+    RENDITION_INPUT_S3_ACCESS_KEY_ID: s3.accessKeyId,
+    RENDITION_INPUT_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    RENDITION_INPUT_S3_BUCKETS: BUCKET,
     NATS_URL: inject("natsUrl"),
     RENDITION_NATS_PREFIX: `e2e_${randomBytes(4).toString("hex")}`,
     RENDITION_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString("base64"),
@@ -114,6 +134,7 @@ afterAll(async () => {
   await killAllChildren();
   await db?.drop();
   await s3?.close();
+  tlsServer?.close();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -154,6 +175,24 @@ describe("api and workers as separate processes", () => {
     expect(Math.abs(Number(webmInfo.format.duration) * 1000 - 2000)).toBeLessThanOrEqual(40 + 30);
     expect(job!.thumbnails[0]!.urls.length).toBeGreaterThanOrEqual(2);
     expect(job!.thumbnails[0]!.urls[0]).toMatch(new RegExp(`^s3://${BUCKET}/renders/`));
+  });
+
+  it.each([
+    ["s3://", () => `s3://${BUCKET}/uploads/clip.mp4`, JobStatus.COMPLETED, ""],
+    ["https://", () => `${tlsUrl}/media/clip.mp4?X-Amz-Signature=secret`, JobStatus.COMPLETED, ""],
+    ["an https:// URL that is not there", () => `${tlsUrl}/media/gone.mp4?X-Amz-Signature=secret`, JobStatus.FAILED, "INPUT_NOT_FOUND"],
+    ["an s3:// bucket the operator did not allow", () => "s3://other-bucket/clip.mp4", JobStatus.FAILED, "INPUT_URL_FORBIDDEN"],
+  ])("reads a direct input URL: %s", async (_what, url, status, code) => {
+    const { job: created } = await jobs.create({
+      inputUrl: url(),
+      outputOriginId,
+      outputs: [{ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, height: 144, quality: Quality.ECONOMY }] }],
+    });
+    const job = await waitFor(created!.id, (j) => j.status >= JobStatus.COMPLETED);
+    expect(job.status, `${job.errorCode}: ${job.errorMessage}`).toBe(status);
+    expect(job.errorCode).toBe(code);
+    expect(job.errorMessage).not.toContain("secret");
+    if (status === JobStatus.COMPLETED) expect(job.inputMetadata).toMatchObject({ width: 320, height: 240 });
   });
 
   it("stops the worker's ffmpeg within a second when a running job is canceled", async () => {

@@ -11,7 +11,8 @@ import type { NetworkGuard } from "../../services/net/network-guard.js";
 import type { OriginManager } from "../../services/origins/origin.service.js";
 import { microsToMinor } from "../../services/pricing/pricing.js";
 import type { JobEventBus } from "../../services/queue/event-bus.js";
-import { createStorageDriver, joinObjectPath, type StorageDriver } from "../../services/storage/storage-driver.js";
+import { NotFoundError, FailedPreconditionError } from "../../services/common/errors.js";
+import { createStorageDriver, joinObjectPath, ObjectAccessDeniedError, type StorageDriver } from "../../services/storage/storage-driver.js";
 import { buildThumbnailPlan } from "../ffmpeg/thumbnails.js";
 import { buildTranscodeCommand, checkTarget, UnsupportedOutputError } from "../ffmpeg/transcode.js";
 import { MediaError, type InputLimits, type MediaInfo, type MediaTools, type TranscodeTarget } from "../ffmpeg/types.js";
@@ -118,12 +119,15 @@ export class JobRun {
   private timings!: Timings;
   private lastPersist = 0;
   private lastEvent = 0;
+  private readonly actualMicros = new Map<string, number>();
 
   constructor(
     private readonly deps: JobRunDeps,
     private readonly lease: Lease,
     private readonly tmpDir: string,
     private readonly signal: AbortSignal,
+    /** How many times a worker has taken this job, this time included (Execution.attempts). */
+    private readonly attempts: number,
   ) {}
 
   async run(claimedAt: Date): Promise<void> {
@@ -132,7 +136,7 @@ export class JobRun {
       return job;
     });
     this.timings = { ...emptyTimings(), ...(this.job.execution as Partial<Timings> | null) };
-    this.timings.attempts += 1;
+    this.timings.attempts = this.attempts;
     // Waiting in the queue: since creation for a new job, since Confirm for a confirmed one.
     const queuedSince = this.job.status === "pending" ? this.job.createdAt : this.job.status === "processing" && !this.job.startedAt ? this.job.confirmedAt : null;
     if (queuedSince) this.timings.queueDurationMs += Math.max(0, claimedAt.getTime() - queuedSince.getTime());
@@ -176,7 +180,7 @@ export class JobRun {
         const record = await origins.get(this.job.organizationId, this.job.inputOriginId);
         origin = { config: origins.configOf(record), basePath: record.basePath };
       } catch (err) {
-        throw new PermanentFailure("ORIGIN_UNAVAILABLE", `the input origin ${this.job.inputOriginId} cannot be used: ${describeError(err)}`, { cause: err });
+        throw originFailure(err, `the input origin ${this.job.inputOriginId}`);
       }
     }
     const source = inputSource(this.job, origin, settings.inputCredentials, guard);
@@ -197,7 +201,7 @@ export class JobRun {
       const origin = await origins.get(this.job.organizationId, this.job.outputOriginId);
       return { driver: createStorageDriver(origins.configOf(origin), { guard }), basePath: origin.basePath };
     } catch (err) {
-      throw new PermanentFailure("ORIGIN_UNAVAILABLE", `the output origin ${this.job.outputOriginId} cannot be used: ${describeError(err)}`, { cause: err });
+      throw originFailure(err, `the output origin ${this.job.outputOriginId}`);
     }
   }
 
@@ -259,7 +263,10 @@ export class JobRun {
       return runnable.map(({ output, target }) => ({ output, file: target.file }));
     } catch (err) {
       this.signal.throwIfAborted();
-      if (!(err instanceof MediaError || err instanceof UnsupportedOutputError) || runnable.length === 1) {
+      // Not the media's fault (the OOM killer, no process slots): let the job be retried.
+      if (!(err instanceof MediaError || err instanceof UnsupportedOutputError)) throw err;
+      // One output alone or a timeout: trying each again would only repeat it.
+      if (runnable.length === 1 || (err instanceof MediaError && err.code === "ENCODE_TIMEOUT")) {
         const failure = toOutputFailure(err);
         for (const { output } of runnable) failures.set(output.id, failure);
         return [];
@@ -273,6 +280,7 @@ export class JobRun {
         done.push({ output: one.output, file: one.target.file });
       } catch (err) {
         this.signal.throwIfAborted();
+        if (!(err instanceof MediaError || err instanceof UnsupportedOutputError)) throw err;
         failures.set(one.output.id, toOutputFailure(err));
       }
     }
@@ -280,7 +288,9 @@ export class JobRun {
   }
 
   private onEncodeProgress(fraction: number, outputIds: string[]): void {
-    const progress = Math.min(90, Math.floor(fraction * 90));
+    // Never backwards, even when outputs are retried one by one after a failed combined run.
+    const progress = Math.max(this.job.progress, Math.min(90, Math.floor(fraction * 90)));
+    this.job.progress = progress;
     const outputProgress = Math.min(99, Math.floor(fraction * 100));
     const now = Date.now();
     if (now - this.lastEvent >= 250) {
@@ -297,9 +307,9 @@ export class JobRun {
     }
   }
 
-  /** Renders and uploads each thumbnail set; a failure fails that set only. */
+  /** Renders and uploads each thumbnail set; a failure fails that set only. Counts failed sets, earlier attempts' too. */
   private async thumbnails(input: string, info: MediaInfo, driver: StorageDriver, basePath: string): Promise<{ failed: number; uploadMs: number }> {
-    let failed = 0;
+    let failed = this.job.thumbnails.filter((t) => t.status === "failed").length;
     let uploadMs = 0;
     for (const thumb of this.job.thumbnails.filter((t) => t.status === "pending" || t.status === "processing")) {
       const dir = join(this.tmpDir, thumb.id);
@@ -337,23 +347,29 @@ export class JobRun {
       const produced = await this.deps.tools.probe(file, { maxDurationMs: Number.MAX_SAFE_INTEGER, maxWidth: 1 << 16, maxHeight: 1 << 16 }, { signal: this.signal });
       const url = await this.put(driver, file, joinObjectPath(basePath, output.path));
       const { size } = await stat(file);
-      const cost = microsToMinor(actualCostMicros(this.job, output.spec, info, produced.durationMs));
+      const micros = actualCostMicros(this.job, output.spec, info, produced.durationMs);
+      const cost = microsToMinor(micros);
       done++;
       await this.write({ progress: 90 + Math.floor((done / encoded.length) * 10) - 1 }, [
         [output.id, { status: "completed", output_url: url, file_size_bytes: size, duration_ms: produced.durationMs, progress: 100, actual_cost_minor: cost, error_code: "", error_message: "" }],
       ]);
       output.status = "completed";
       output.actualCostMinor = String(cost);
+      this.actualMicros.set(output.id, micros);
     }
   }
 
-  /** Uploads with a few quick retries; what still fails is left to the job's redelivery. */
+  /**
+   * Uploads with a few quick retries; what still fails is left to the job's redelivery, unless
+   * the store refuses outright (no access, no bucket), which no retry will change.
+   */
   private async put(driver: StorageDriver, file: string, path: string): Promise<string> {
     for (let attempt = 1; ; attempt++) {
       try {
         return (await driver.upload(file, path, { contentType: contentTypeOf(file), signal: this.signal })).url;
       } catch (err) {
         this.signal.throwIfAborted();
+        if (isRefusal(err)) throw new PermanentFailure("UPLOAD_FAILED", `the output origin refused ${path}: ${describeError(err)}`, { cause: err });
         if (attempt >= 3) throw new Error(`upload of ${path} failed: ${describeError(err)}`, { cause: err });
         await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
       }
@@ -367,7 +383,8 @@ export class JobRun {
     const firstFailure = [...failures.values()][0];
     const now = new Date();
     this.timings.totalDurationMs = now.getTime() - this.job.createdAt.getTime();
-    const actual = completed.reduce((sum, o) => sum + Number(o.actualCostMinor ?? 0), 0);
+    // Rounded once: outputs finished by this run at their exact price, earlier runs' at theirs.
+    const actual = microsToMinor(completed.reduce((sum, o) => sum + (this.actualMicros.get(o.id) ?? Number(o.actualCostMinor ?? 0) * 10_000), 0));
     await this.setStatus(
       status,
       {
@@ -410,6 +427,26 @@ export class JobRun {
 
 function emptyTimings(): Timings {
   return { queueDurationMs: 0, probeDurationMs: 0, encodeDurationMs: 0, uploadDurationMs: 0, totalDurationMs: 0, attempts: 0 };
+}
+
+/** Only a missing origin or unreadable credentials are the job's problem; a database blip is retried. */
+function originFailure(err: unknown, what: string): unknown {
+  if (err instanceof NotFoundError || err instanceof FailedPreconditionError) {
+    return new PermanentFailure("ORIGIN_UNAVAILABLE", `${what} cannot be used: ${describeError(err)}`, { cause: err });
+  }
+  return err;
+}
+
+/** The store said no (403, no such bucket): the same upload will be refused again. */
+function isRefusal(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return (
+    err instanceof ObjectAccessDeniedError ||
+    e.name === "AccessDenied" ||
+    e.name === "NoSuchBucket" ||
+    e.$metadata?.httpStatusCode === 403 ||
+    (err as NodeJS.ErrnoException).code === "EACCES"
+  );
 }
 
 function toOutputFailure(err: unknown): PermanentFailure {

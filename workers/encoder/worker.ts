@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -51,8 +51,21 @@ export class EncoderWorker {
     private readonly settings: EncoderSettings,
   ) {}
 
-  start(): void {
+  /** Prepares the temp directory (removing what dead workers left there) and starts the slots. */
+  async start(): Promise<void> {
+    await mkdir(this.settings.tmpDir, { recursive: true });
+    await this.sweepTmp();
     for (let i = 0; i < this.settings.concurrency; i++) this.slots.push(this.slot());
+  }
+
+  /** A job's temp dir outlives a worker killed mid-job; remove those whose job nobody holds now. */
+  private async sweepTmp(): Promise<void> {
+    for (const name of await readdir(this.settings.tmpDir)) {
+      const jobId = /^rendition-(job_[0-9a-z]+)-/.exec(name)?.[1];
+      if (!jobId || (await this.deps.runs.isHeld(jobId))) continue;
+      await rm(join(this.settings.tmpDir, name), { recursive: true, force: true });
+      this.deps.log(`removed ${name} left in ${this.settings.tmpDir} by a worker that stopped mid-job`);
+    }
   }
 
   /** Stops taking work and abandons running jobs (their leases lapse and another worker resumes them). */
@@ -118,32 +131,45 @@ export class EncoderWorker {
   private async runLeased(delivery: Delivery, lease: Lease, claimedAt: Date, previousClaims: number): Promise<void> {
     const { runs, events, log } = this.deps;
     const abort = new AbortController();
+    // Shutdown reaches a job however early it is stopped.
+    const signal = AbortSignal.any([abort.signal, this.stopping.signal]);
     this.running.add(abort);
-    const unsubscribe = await events.subscribe(lease.jobId, (event) => {
-      if (event.kind === "status" && event.status === "canceled") abort.abort(new LeaseLostError("canceled"));
-    });
-    const heartbeat = setInterval(
-      () => {
-        delivery.working();
-        runs.renew(lease, this.settings.leaseMs).then(
-          (held) => held || abort.abort(new LeaseLostError("lease lost")),
-          (err) => log(`job ${lease.jobId}: lease renewal failed`, err),
-        );
-      },
-      Math.min(5000, this.settings.leaseMs / 3),
-    );
-    const tmp = await mkdtemp(join(this.settings.tmpDir, `rendition-${lease.jobId}-`));
+    let heartbeat: NodeJS.Timeout | undefined;
+    let unsubscribe: (() => void) | undefined;
+    let tmp: string | undefined;
+    let outcome: "done" | "settled" = "settled";
     try {
-      await new JobRun(this.deps, lease, tmp, abort.signal).run(claimedAt);
-      await delivery.ack();
+      tmp = await mkdtemp(join(this.settings.tmpDir, `rendition-${lease.jobId}-`));
+      unsubscribe = await events.subscribe(lease.jobId, (event) => {
+        if (event.kind === "status" && event.status === "canceled") abort.abort(new LeaseLostError("canceled"));
+      });
+      let lastRenewal = Date.now();
+      heartbeat = setInterval(
+        () => {
+          // Cut off from the database for a whole lease: another worker may own the job by now.
+          if (Date.now() - lastRenewal >= this.settings.leaseMs) abort.abort(new LeaseLostError("lease could not be renewed in time"));
+          delivery.working();
+          runs.renew(lease, this.settings.leaseMs).then(
+            (held) => (held ? (lastRenewal = Date.now()) : abort.abort(new LeaseLostError("lease lost"))),
+            (err) => log(`job ${lease.jobId}: lease renewal failed`, err),
+          );
+        },
+        Math.min(5000, this.settings.leaseMs / 3),
+      );
+      await new JobRun(this.deps, lease, tmp, signal, previousClaims + 1).run(claimedAt);
+      outcome = "done";
     } catch (err) {
-      await this.settle(delivery, lease, err, abort.signal, previousClaims);
+      clearInterval(heartbeat);
+      await this.settle(delivery, lease, err, signal, previousClaims);
     } finally {
       clearInterval(heartbeat);
-      unsubscribe();
+      unsubscribe?.();
       this.running.delete(abort);
-      await rm(tmp, { recursive: true, force: true }).catch((err) => log(`job ${lease.jobId}: removing ${tmp} failed`, err));
+      if (tmp) await rm(tmp, { recursive: true, force: true }).catch((err) => log(`job ${lease.jobId}: removing ${tmp} failed`, err));
     }
+    // Outside the run: a failed ack (NATS reconnecting) must not be mistaken for a failed job.
+    // The job row is final already; a redelivery finds it terminal and is acked then.
+    if (outcome === "done") await delivery.ack().catch((err) => log(`job ${lease.jobId}: ack failed; the redelivery will find the job finished`, err));
   }
 
   /** Decides what a failed run means: canceled, permanent, or worth another delivery. */
@@ -155,8 +181,9 @@ export class EncoderWorker {
       return;
     }
     if (this.stopping.signal.aborted) {
-      // Shutting down: give the job back so another worker can take it without waiting out the lease.
-      await this.deps.runs.release(lease, "the worker running it shut down").catch(() => {});
+      // Shutting down: give the job back (this attempt does not count) so another worker can
+      // take it without waiting out the lease.
+      await this.deps.runs.release(lease, "the worker running it shut down", { refundClaim: true }).catch(() => {});
       delivery.nak(0);
       return;
     }
@@ -180,7 +207,8 @@ export class EncoderWorker {
   }
 
   private async fail(lease: Lease, failure: PermanentFailure): Promise<void> {
-    if (!(await this.deps.runs.fail(lease, failure.code, failure.message))) return;
-    await this.deps.events.publish({ jobId: lease.jobId, organizationId: lease.organizationId, kind: "status", status: "failed", progress: 0 });
+    const status = await this.deps.runs.fail(lease, failure.code, failure.message);
+    if (!status) return;
+    await this.deps.events.publish({ jobId: lease.jobId, organizationId: lease.organizationId, kind: "status", status, progress: 0 });
   }
 }
