@@ -69,6 +69,8 @@ beforeAll(async () => {
   await generateClip(join(storage, "in/long.mp4"), { durationS: 60, width: 640, height: 360, fps: 30, audio: false });
   writeFileSync(join(storage, "in/empty.mp4"), "");
   writeFileSync(join(storage, "in/notes.txt"), "this is not a video\n".repeat(100));
+  // A "video" that is really an HLS playlist naming a file on the worker's disk.
+  writeFileSync(join(storage, "in/playlist.mp4"), `#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n${join(storage, "in/clip.mp4")}\n#EXT-X-ENDLIST\n`);
   writeFileSync(join(storage, "in/truncated.mp4"), readFileSync(join(storage, "in/clip.mp4")).subarray(0, 4096));
 }, 120_000);
 
@@ -184,6 +186,7 @@ describe("the embedded pipeline", () => {
     ["a text file", "in/notes.txt", "INPUT_UNREADABLE"],
     ["a truncated mp4", "in/truncated.mp4", "INPUT_UNREADABLE"],
     ["a missing file", "in/nothing-here.mp4", "INPUT_NOT_FOUND"],
+    ["an HLS playlist naming a local file", "in/playlist.mp4", "INPUT_UNREADABLE"],
   ])("fails %s with %s and a readable message", async (_what, path, code) => {
     const { job: created } = await api.jobs.create(request(path));
     const job = await waitFor(created!.id, finished);

@@ -1,3 +1,4 @@
+import { INPUT_FORMATS } from "../../workers/ffmpeg/command.js";
 import { create } from "@bufbuild/protobuf";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -92,7 +93,8 @@ describe("MediaTools.probe", () => {
     const textError = await probeError(text);
     expect(textError).toMatchObject({ code: "INPUT_UNREADABLE", message: expect.stringContaining("Invalid data found when processing input") });
     expect(textError.message).not.toContain(dir); // local paths are shortened
-    expect(await probeError(still)).toMatchObject({ code: "INPUT_UNREADABLE", message: "the input is a still image (png), not a video" });
+    // Refused before ffprobe parses it: png is not a container on the input format whitelist.
+    expect(await probeError(still)).toMatchObject({ code: "INPUT_UNREADABLE", message: expect.stringMatching(/^the input is png_pipe data, not a video container/) });
   });
 
   it("reports inputs over the limits as INPUT_TOO_LARGE", async () => {
@@ -212,7 +214,7 @@ describe("MediaTools.run", () => {
   it("reports a failing ffmpeg as ENCODE_FAILED with its last stderr lines", async () => {
     const command: FfmpegCommand = {
       global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"],
-      inputs: [{ options: ["-protocol_whitelist", "file"], file: clip }],
+      inputs: [{ options: ["-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS], file: clip }],
       outputs: [{ options: ["-c:v", "libx264", "-preset", "no-such-preset", "-f", "mp4"], file: path.join(dir, "failed.mp4") }],
     };
     const err = await tools.run(command).catch((e: unknown) => e);

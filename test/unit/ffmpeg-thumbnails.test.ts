@@ -1,3 +1,4 @@
+import { INPUT_FORMATS } from "../../workers/ffmpeg/command.js";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ImageFormat, ThumbnailMode, ThumbnailSpecSchema } from "../../gen/rendition/v1/job_pb.js";
@@ -34,7 +35,7 @@ describe("buildThumbnailPlan", () => {
     expect(p.commands.map(flattenCommand)).toEqual([
       [
         ...GLOBAL,
-        "-ss", "4.250", "-protocol_whitelist", "file", "-i", "/in/source.mp4",
+        "-ss", "4.250", "-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS, "-i", "/in/source.mp4",
         "-y",
         "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", "scale=320:180", "-frames:v", "1",
         "-c:v", "mjpeg", "-q:v", "8", "-update", "1", "-f", "image2",
@@ -75,7 +76,7 @@ describe("buildThumbnailPlan", () => {
     const p = plan({ mode: ThumbnailMode.INTERVAL, intervalSeconds: 2.5, width: 160 });
     expect(p.files).toEqual(["/work/thumbs/thumb_0001.jpg", "/work/thumbs/thumb_0002.jpg", "/work/thumbs/thumb_0003.jpg", "/work/thumbs/thumb_0004.jpg"]);
     expect(p.commands).toHaveLength(1);
-    expect(p.commands[0]!.inputs).toEqual([{ options: ["-protocol_whitelist", "file"], file: "/in/source.mp4" }]);
+    expect(p.commands[0]!.inputs).toEqual([{ options: ["-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS], file: "/in/source.mp4" }]);
     expect(p.commands[0]!.outputs).toEqual([
       {
         options: ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", "fps=1000/2500,scale=160:90", "-frames:v", "4", "-c:v", "mjpeg", "-q:v", "8", "-start_number", "1", "-f", "image2"],
@@ -102,9 +103,9 @@ describe("buildThumbnailPlan", () => {
     const [first, second] = p.commands;
     expect(first!.inputs).toHaveLength(10);
     expect(first!.inputs.slice(0, 3).map((i) => i.options)).toEqual([
-      ["-ss", "1.000", "-protocol_whitelist", "file"],
-      ["-ss", "0.000", "-protocol_whitelist", "file"],
-      ["-ss", "9.960", "-protocol_whitelist", "file"],
+      ["-ss", "1.000", "-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS],
+      ["-ss", "0.000", "-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS],
+      ["-ss", "9.960", "-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS],
     ]);
     expect(first!.outputs[2]!.options.slice(0, 2)).toEqual(["-map", "2:v:0"]);
     expect(first!.outputs[2]!.file).toBe("/work/thumbs/thumb_0003.jpg");

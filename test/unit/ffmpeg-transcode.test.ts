@@ -1,3 +1,4 @@
+import { INPUT_FORMATS } from "../../workers/ffmpeg/command.js";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { AudioCodec, OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
@@ -48,6 +49,8 @@ describe("buildTranscodeCommand", () => {
       "[0:v:0]scale=1920:1080[v0]",
       "-protocol_whitelist",
       "file",
+      "-format_whitelist",
+      INPUT_FORMATS,
       "-i",
       "/in/source.mp4",
       "-y",
@@ -218,7 +221,7 @@ describe("buildTranscodeCommand", () => {
       target({ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_1080P }] }, "/out/a.mp4"),
       target({ type: OutputType.WEBM, video: [{ codec: VideoCodec.VP9, resolution: Resolution.RESOLUTION_480P, framerate: 15 }] }, "/out/b.webm"),
     ], { threads: 2 });
-    expect(cmd.inputs).toEqual([{ options: ["-threads", "2", "-protocol_whitelist", "file"], file: "/in/source.mp4" }]);
+    expect(cmd.inputs).toEqual([{ options: ["-threads", "2", "-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS], file: "/in/source.mp4" }]);
     expect(valueAfter(cmd.global, "-filter_complex")).toBe("[0:v:0]split=2[s0][s1];[s0]scale=1920:1080[v0];[s1]fps=15,scale=854:480[v1]");
     expect(valueAfter(cmd.global, "-filter_complex_threads")).toBe("2");
     expect(cmd.outputs.map((o) => o.file)).toEqual(["/out/a.mp4", "/out/b.webm"]);

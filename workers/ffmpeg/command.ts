@@ -21,10 +21,19 @@ export const BASE_GLOBAL_OPTIONS: readonly string[] = [
 ];
 
 /**
- * Input options that keep ffmpeg on the local file: demuxers such as hls, concat or dash would
- * otherwise follow URLs found inside a hostile input (SSRF, local file disclosure).
+ * Demuxers an input may be read with: media containers and elementary streams only. Playlist
+ * and manifest demuxers (hls, concat, dash, image2 patterns...) open other files named inside
+ * the input, and with the `file` protocol allowed a hostile "video" that is really an HLS
+ * playlist would read the worker's own files (/etc/passwd, other jobs' temp files) into its output.
  */
-export const INPUT_SAFETY_OPTIONS: readonly string[] = ["-protocol_whitelist", "file"];
+export const INPUT_FORMATS =
+  "mov,matroska,avi,flv,mpegts,mpeg,mxf,asf,ogg,wav,mp3,aac,flac,h264,hevc,m4v,mpegvideo,ivf,obu,av1,dv,nut,gif,yuv4mpegpipe,rm,wtv";
+
+/**
+ * Input options that keep ffmpeg on the one local file: no network protocol (SSRF) and no
+ * demuxer that follows references inside the input (local file disclosure).
+ */
+export const INPUT_SAFETY_OPTIONS: readonly string[] = ["-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS];
 
 /**
  * The argv (without the binary) for a command.

@@ -258,6 +258,10 @@ function runFfprobe(binary: string, args: string[], signal?: AbortSignal): Promi
           return reject(new MediaError("INPUT_UNREADABLE", `ffprobe could not analyse the input within ${PROBE_TIMEOUT_MS / 1000} s`, { cause: err }));
         }
         if (typeof code === "number") {
+          const refused = /\[([\w,]+) @ [^\]]*\] Format not on whitelist/.exec(stderr);
+          if (refused) {
+            return reject(new MediaError("INPUT_UNREADABLE", `the input is ${refused[1]!.split(",")[0]} data, not a video container Rendition reads (mp4/mov, mkv/webm, avi, flv, mpeg-ts, mxf, wmv, ogg...)`, { cause: err }));
+          }
           const detail = stderrTail(stderr, { global: [], inputs: [{ options: [], file }], outputs: [] }, 300);
           return reject(new MediaError("INPUT_UNREADABLE", `ffprobe could not read the input${detail ? `: ${detail}` : ""}`, { cause: err }));
         }
