@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -10,9 +10,9 @@ import {
   type StorageDriver,
   ObjectAccessDeniedError,
   ObjectNotFoundError,
+  ObjectTooLargeError,
   OriginProbeError,
   joinObjectPath,
-  writeStreamToFile,
 } from "./storage-driver.js";
 
 /** A directory on this machine (the embedded mode's default origin). */
@@ -52,7 +52,15 @@ export class LocalDriver implements StorageDriver {
 
   async download(objectPath: string, destFile: string, opts: { maxBytes?: number; signal?: AbortSignal } = {}) {
     try {
-      return await writeStreamToFile(createReadStream(this.resolve(objectPath)), destFile, opts);
+      const source = this.resolve(objectPath);
+      const info = await stat(source);
+      // Not a FIFO or a device (a copy would never end) nor a directory.
+      if (!info.isFile()) throw new ObjectNotFoundError(`${objectPath} is not a file in the origin`);
+      if (opts.maxBytes !== undefined && info.size > opts.maxBytes) throw new ObjectTooLargeError(opts.maxBytes);
+      opts.signal?.throwIfAborted();
+      // copy_file_range / reflink where the filesystem has them: no bytes through JavaScript.
+      await copyFile(source, destFile, constants.COPYFILE_FICLONE);
+      return { bytes: info.size };
     } catch (err) {
       if (errorCode(err) === "ENOENT") throw new ObjectNotFoundError(`${objectPath} does not exist in the origin`, { cause: err });
       if (errorCode(err) === "EACCES") throw new ObjectAccessDeniedError(describe(err), { cause: err });
@@ -65,8 +73,15 @@ export class LocalDriver implements StorageDriver {
     await mkdir(path.dirname(dest), { recursive: true });
     // Write beside the target and rename, so readers never see a half-written output.
     const partial = `${dest}.partial-${randomUUID()}`;
-    const { bytes } = await writeStreamToFile(createReadStream(srcFile), partial, { signal: opts.signal });
-    await rename(partial, dest);
+    opts.signal?.throwIfAborted();
+    try {
+      await copyFile(srcFile, partial, constants.COPYFILE_FICLONE);
+      await rename(partial, dest);
+    } catch (err) {
+      await rm(partial, { force: true });
+      throw err;
+    }
+    const { size: bytes } = await stat(dest);
     return { bytes, url: pathToFileURL(dest).href };
   }
 

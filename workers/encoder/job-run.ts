@@ -45,6 +45,12 @@ export class LeaseLostError extends Error {
   override name = "LeaseLostError";
 }
 
+/** An encoded output waiting for upload. */
+interface Encoded {
+  output: JobOutputRecord;
+  file: string;
+}
+
 interface Timings {
   queueDurationMs: number;
   probeDurationMs: number;
@@ -246,10 +252,10 @@ export class JobRun {
     info: MediaInfo,
     runnable: Array<{ output: JobOutputRecord; target: TranscodeTarget }>,
     failures: Map<string, PermanentFailure>,
-  ): Promise<Array<{ output: JobOutputRecord; file: string }>> {
+  ): Promise<Encoded[]> {
     if (runnable.length === 0) return [];
     const timeoutMs = Math.max(this.deps.settings.encodeTimeoutMinMs, info.durationMs * 20);
-    const run = async (group: typeof runnable) => {
+    const run = async (group: typeof runnable): Promise<Encoded[]> => {
       const command = buildTranscodeCommand({ file: input, info }, group.map((r) => r.target));
       await this.deps.tools.run(command, {
         signal: this.signal,
@@ -257,10 +263,10 @@ export class JobRun {
         durationMs: info.durationMs,
         onProgress: (fraction) => this.onEncodeProgress(fraction, group.map((r) => r.output.id)),
       });
+      return group.map(({ output, target }) => ({ output, file: target.file }));
     };
     try {
-      await run(runnable);
-      return runnable.map(({ output, target }) => ({ output, file: target.file }));
+      return await run(runnable);
     } catch (err) {
       this.signal.throwIfAborted();
       // Not the media's fault (the OOM killer, no process slots): let the job be retried.
@@ -273,11 +279,10 @@ export class JobRun {
       }
       this.deps.log(`job ${this.job.id}: the combined encode failed (${describeError(err)}); trying each output alone`);
     }
-    const done: Array<{ output: JobOutputRecord; file: string }> = [];
+    const done: Encoded[] = [];
     for (const one of runnable) {
       try {
-        await run([one]);
-        done.push({ output: one.output, file: one.target.file });
+        done.push(...(await run([one])));
       } catch (err) {
         this.signal.throwIfAborted();
         if (!(err instanceof MediaError || err instanceof UnsupportedOutputError)) throw err;
@@ -340,18 +345,23 @@ export class JobRun {
     return { failed, uploadMs };
   }
 
-  private async upload(encoded: Array<{ output: JobOutputRecord; file: string }>, info: MediaInfo, driver: StorageDriver, basePath: string): Promise<void> {
+  private async upload(encoded: Encoded[], info: MediaInfo, driver: StorageDriver, basePath: string): Promise<void> {
     let done = 0;
     for (const { output, file } of encoded) {
-      // The output's own duration prices it and is reported; probe it like any input.
-      const produced = await this.deps.tools.probe(file, { maxDurationMs: Number.MAX_SAFE_INTEGER, maxWidth: 1 << 16, maxHeight: 1 << 16 }, { signal: this.signal });
-      const url = await this.put(driver, file, joinObjectPath(basePath, output.path));
+      // The output's own duration prices it and is reported. ffprobe, not ffmpeg's last
+      // progress time, which lags the real end by the encoder's delay (3 frames seen with x264).
+      const [durationMs, url] = await Promise.all([
+        this.deps.tools
+          .probe(file, { maxDurationMs: Number.MAX_SAFE_INTEGER, maxWidth: 1 << 16, maxHeight: 1 << 16 }, { signal: this.signal })
+          .then((produced) => produced.durationMs),
+        this.put(driver, file, joinObjectPath(basePath, output.path)),
+      ]);
       const { size } = await stat(file);
-      const micros = actualCostMicros(this.job, output.spec, info, produced.durationMs);
+      const micros = actualCostMicros(this.job, output.spec, info, durationMs);
       const cost = microsToMinor(micros);
       done++;
       await this.write({ progress: 90 + Math.floor((done / encoded.length) * 10) - 1 }, [
-        [output.id, { status: "completed", output_url: url, file_size_bytes: size, duration_ms: produced.durationMs, progress: 100, actual_cost_minor: cost, error_code: "", error_message: "" }],
+        [output.id, { status: "completed", output_url: url, file_size_bytes: size, duration_ms: durationMs, progress: 100, actual_cost_minor: cost, error_code: "", error_message: "" }],
       ]);
       output.status = "completed";
       output.actualCostMinor = String(cost);
