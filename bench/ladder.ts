@@ -35,6 +35,7 @@ const { values: opts } = parseArgs({
 const DURATION = Number(opts.duration);
 const ROUNDS = Number(opts.rounds);
 const FFMPEG = process.env.FFMPEG_PATH || "ffmpeg";
+const FFPROBE = process.env.FFPROBE_PATH || "ffprobe";
 
 const work = mkdtempSync(join(tmpdir(), "rendition-bench-"));
 const storage = join(work, "data", "storage");
@@ -179,15 +180,20 @@ async function main(): Promise<void> {
         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", small]);
       const e2e: JobTimes[] = [];
       const bare: number[] = [];
+      const probes: number[] = [];
       for (let i = 0; i < 10; i++) {
         bare.push(ffmpeg(["-i", small, "-vf", "scale=-2:360", ...X264_STANDARD, ...AAC, ...MP4, join(work, "bare.mp4")]));
         e2e.push(await runJob(server, "small.mp4", [{ height: 360 }]));
+        const started = performance.now();
+        execFileSync(FFPROBE, ["-v", "error", "-show_format", "-show_streams", "-of", "json", small], { stdio: "ignore" });
+        probes.push(performance.now() - started);
       }
       const [me, mf] = [median(e2e.map((t) => t.wallMs)), median(bare)];
       const pick = (key: keyof JobTimes) => median(e2e.map((t) => t[key])).toFixed(0);
       console.log(`\noverhead (2 s 360p job), median of 10: Create -> completed ${me.toFixed(0)} ms, the same ffmpeg command by hand ${mf.toFixed(0)} ms`);
       console.log(`  inside the job (medians): queue ${pick("queueMs")} ms, fetch+probe ${pick("probeMs")} ms, encode ${pick("encodeMs")} ms, upload ${pick("uploadMs")} ms`);
-      console.log(`  orchestration overhead = ${(me - mf).toFixed(0)} ms`);
+      const probe = median(probes);
+      console.log(`  orchestration overhead = ${(me - mf).toFixed(0)} ms, of which the two ffprobe runs (input, output) take about ${(2 * probe).toFixed(0)} ms (one: ${probe.toFixed(0)} ms by hand); the rest is ${(me - mf - 2 * probe).toFixed(0)} ms`);
     }
   } finally {
     server.child.kill("SIGTERM");
