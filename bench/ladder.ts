@@ -15,6 +15,7 @@
  * three ways are interleaved per round), --skip-overhead, --skip-ladder.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import http from "node:http";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -102,6 +103,9 @@ async function startRendition(): Promise<Server> {
   const transport = createConnectTransport({
     baseUrl: `http://127.0.0.1:${port}`,
     httpVersion: "1.1",
+    // A fresh connection per call: between calls the bench runs ffmpeg for longer than any
+    // keep-alive timeout, and a reused socket the server has just closed would fail the call.
+    nodeOptions: { agent: new http.Agent({ keepAlive: false }) },
     interceptors: [
       (next) => (req) => {
         req.header.set("authorization", `Bearer ${credentials.api_key}`);

@@ -11,11 +11,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     ALTER TABLE jobs ADD COLUMN last_error text NOT NULL DEFAULT '';
     -- The reconciler's scan: unfinished jobs by age of their last change.
     CREATE INDEX jobs_unfinished_idx ON jobs (updated_at) WHERE status IN ('pending', 'probing', 'processing');
+    -- The reconciler asks whether a job had anything sent lately.
+    CREATE INDEX outbox_job_idx ON outbox (job_id, sent_at);
   `);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await runStatements(db, `
+    DROP INDEX outbox_job_idx;
     DROP INDEX jobs_unfinished_idx;
     ALTER TABLE jobs DROP COLUMN last_error;
     ALTER TABLE jobs DROP COLUMN claims;
