@@ -19,7 +19,7 @@ import { OriginPermission, OriginService } from "../../gen/rendition/v1/origin_p
 import { authHeaders } from "../support/api-harness.js";
 import { createEmptyDatabase } from "../support/database.js";
 import { ffprobeJson, generateClip } from "../support/media.js";
-import { killAllChildren, spawnRendition, type RenditionProcess } from "../support/process.js";
+import { isAlive, killAllChildren, spawnRendition, type RenditionProcess } from "../support/process.js";
 import { startS3Server, type S3TestServer } from "../support/s3-server.js";
 
 const BUCKET = "media";
@@ -207,8 +207,8 @@ describe("api and workers as separate processes", () => {
     expect(encoding).toHaveLength(1);
     await jobs.cancel({ id: created!.id });
     const deadline = Date.now() + 1000;
-    while (encoding.some(alive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(encoding.filter(alive)).toEqual([]);
+    while (encoding.some(isAlive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(encoding.filter(isAlive)).toEqual([]);
     const job = await waitFor(created!.id, (j) => j.status >= JobStatus.COMPLETED);
     expect(job.status).toBe(JobStatus.CANCELED);
     expect(job.totalActualCost).toBe("");
@@ -238,8 +238,8 @@ describe("api and workers as separate processes", () => {
     expect(Math.abs(Number(info.format.duration) * 1000 - 40_000)).toBeLessThanOrEqual(34 + 30);
     // The killed worker's ffmpeg went with it (started under setpriv --pdeathsig).
     const deadline = Date.now() + 10_000;
-    while (orphans.some(alive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(orphans.filter(alive)).toEqual([]);
+    while (orphans.some(isAlive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(orphans.filter(isAlive)).toEqual([]);
   }, 240_000);
 });
 
@@ -251,13 +251,4 @@ function childFfmpeg(pid: number): number[] {
     .map((line) => line.trim().split(/\s+/))
     .filter(([, ppid, comm]) => Number(ppid) === pid && comm === "ffmpeg")
     .map(([p]) => Number(p));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -1,4 +1,3 @@
-import { INPUT_FORMATS } from "../../workers/ffmpeg/command.js";
 import { create } from "@bufbuild/protobuf";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -11,6 +10,8 @@ import { buildThumbnailPlan } from "../../workers/ffmpeg/thumbnails.js";
 import { buildTranscodeCommand, flattenCommand } from "../../workers/ffmpeg/transcode.js";
 import { MediaError, type FfmpegCommand, type MediaInfo, type MediaTools } from "../../workers/ffmpeg/types.js";
 import { ffprobeJson, generateClip, testMediaTools } from "../support/media.js";
+import { isAlive } from "../support/process.js";
+import { INPUT_FORMATS } from "../../workers/ffmpeg/command.js";
 
 const LIMITS = { maxDurationMs: 3600_000, maxWidth: 3840, maxHeight: 2160 };
 const FRAME_MS = 40; // 25 fps
@@ -21,15 +22,6 @@ let clip: string;
 let clipInfo: MediaInfo;
 let long: string;
 let longInfo: MediaInfo;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function probeError(file: string): Promise<MediaError> {
   const err = await tools.probe(file, LIMITS).then(
@@ -122,7 +114,7 @@ describe("MediaTools.run", () => {
     await tools.run(command, { durationMs: clipInfo.durationMs, onProgress: (f) => fractions.push(f), onStart: (c) => (spawned = c) });
 
     expect(spawned!.argv).toEqual(flattenCommand(command));
-    expect(alive(spawned!.pid)).toBe(false);
+    expect(isAlive(spawned!.pid)).toBe(false);
     expect(fractions.at(-1)).toBe(1);
     expect(fractions.filter((f) => f === 1)).toHaveLength(1);
     expect([...fractions].sort((a, b) => a - b)).toEqual(fractions);
@@ -181,14 +173,14 @@ describe("MediaTools.run", () => {
       );
     await started;
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(alive(pid)).toBe(true);
+    expect(isAlive(pid)).toBe(true);
     const abortedAt = Date.now();
     controller.abort();
     const err = await result;
     expect(Date.now() - abortedAt).toBeLessThan(1000);
     expect(err).toBe(controller.signal.reason);
     expect((err as Error).name).toBe("AbortError");
-    expect(alive(pid)).toBe(false);
+    expect(isAlive(pid)).toBe(false);
   });
 
   it("handles an abort that lands before ffmpeg is spawned: killed at once, nothing left running", async () => {
@@ -197,7 +189,7 @@ describe("MediaTools.run", () => {
     const run = tools.run(slowCommand("aborted-early.mp4"), { signal: controller.signal, onStart: (c) => (pid = c.pid) });
     controller.abort(new Error("job canceled"));
     await expect(run).rejects.toThrow("job canceled");
-    if (pid) expect(alive(pid)).toBe(false);
+    if (pid) expect(isAlive(pid)).toBe(false);
     // Already aborted: nothing is started at all.
     await expect(tools.run(slowCommand("never.mp4"), { signal: controller.signal })).rejects.toThrow("job canceled");
   });
@@ -208,7 +200,7 @@ describe("MediaTools.run", () => {
     expect(err).toBeInstanceOf(MediaError);
     expect(err).toMatchObject({ code: "ENCODE_TIMEOUT", message: "ffmpeg ran longer than the 0.4s limit and was stopped" });
     expect(pid).toBeGreaterThan(0);
-    expect(alive(pid)).toBe(false);
+    expect(isAlive(pid)).toBe(false);
   });
 
   it("reports a failing ffmpeg as ENCODE_FAILED with its last stderr lines", async () => {

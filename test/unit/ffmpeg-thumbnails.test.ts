@@ -1,10 +1,10 @@
-import { INPUT_FORMATS } from "../../workers/ffmpeg/command.js";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ImageFormat, ThumbnailMode, ThumbnailSpecSchema } from "../../gen/rendition/v1/job_pb.js";
 import { flattenCommand } from "../../workers/ffmpeg/command.js";
 import { buildThumbnailPlan, jpegQscale, MAX_THUMBNAIL_IMAGES, spriteLayout, storyboardVtt, vttTime } from "../../workers/ffmpeg/thumbnails.js";
 import type { MediaInfo } from "../../workers/ffmpeg/types.js";
+import { INPUT_FORMATS } from "../../workers/ffmpeg/command.js";
 
 const HD: MediaInfo = {
   durationMs: 10_000,

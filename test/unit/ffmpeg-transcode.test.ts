@@ -1,4 +1,3 @@
-import { INPUT_FORMATS } from "../../workers/ffmpeg/command.js";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { AudioCodec, OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
@@ -7,6 +6,7 @@ import { ContentType } from "../../gen/rendition/v1/preset_pb.js";
 import { variantSize } from "../../workers/ffmpeg/geometry.js";
 import { buildTranscodeCommand, flattenCommand, UnsupportedOutputError } from "../../workers/ffmpeg/transcode.js";
 import type { MediaInfo, TranscodeTarget } from "../../workers/ffmpeg/types.js";
+import { INPUT_FORMATS } from "../../workers/ffmpeg/command.js";
 
 const UHD: MediaInfo = {
   durationMs: 10_000,
