@@ -180,16 +180,18 @@ export class JobRunRepository {
     return held ? status : undefined;
   }
 
-  /** Whether a worker holds a live lease on the job (for sweeping leftovers of dead workers). */
-  async isHeld(jobId: string): Promise<boolean> {
+  /**
+   * Whether the job is one of ours that nobody works on any more (finished, or its lease lapsed):
+   * its temp directory is a dead worker's leftover. A job this database does not know may belong
+   * to another installation sharing the temp directory, so it is not abandoned.
+   */
+  async isAbandoned(jobId: string): Promise<boolean> {
     const row = await this.db
       .selectFrom("jobs")
-      .select("id")
+      .select((eb) => eb.or([eb("status", "not in", RUNNING), eb("lease_expires_at", "is", null), eb("lease_expires_at", "<=", sql<Date>`now()`)]).as("abandoned"))
       .where("id", "=", jobId)
-      .where("status", "in", RUNNING)
-      .where("lease_expires_at", ">", sql<Date>`now()`)
       .executeTakeFirst();
-    return row !== undefined;
+    return row?.abandoned === true;
   }
 
   /**

@@ -22,6 +22,7 @@ import {
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
 import { ffprobeJson, generateClip } from "../support/media.js";
+import { openMessaging, startWorker } from "../../services/runtime.js";
 
 let database: TestDatabase;
 let api: TestApi;
@@ -239,5 +240,21 @@ describe("the embedded pipeline", () => {
     expect(job.outputs[1]).toMatchObject({ status: OutputStatus.FAILED, errorCode: "OUTPUT_TYPE_UNSUPPORTED" });
     expect(existsSync(fileURLToPath(job.outputs[0]!.outputUrl))).toBe(true);
     expect(Number(job.totalActualCost)).toBeGreaterThanOrEqual(0);
+  });
+
+  it("removes temp directories that dead workers left for its own jobs, and only those", async () => {
+    const { job: created } = await api.jobs.create(request("in/clip.mp4"));
+    await waitFor(created!.id, finished);
+    const leftover = join(tmp, `rendition-${created!.id}-dead`);
+    const foreign = join(tmp, "rendition-job_01m80000000000000000000000-other"); // another installation's
+    mkdirSync(leftover, { recursive: true });
+    mkdirSync(foreign, { recursive: true });
+    // A second worker starting on the same database and temp directory sweeps at start.
+    const messaging = await openMessaging(api.config, "test", () => {});
+    const { worker } = await startWorker(api.app, messaging, api.config, () => {});
+    await worker.stop();
+    await messaging.close();
+    expect(existsSync(leftover)).toBe(false);
+    expect(existsSync(foreign)).toBe(true);
   });
 });

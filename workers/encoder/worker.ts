@@ -62,7 +62,7 @@ export class EncoderWorker {
   private async sweepTmp(): Promise<void> {
     for (const name of await readdir(this.settings.tmpDir)) {
       const jobId = /^rendition-(job_[0-9a-z]+)-/.exec(name)?.[1];
-      if (!jobId || (await this.deps.runs.isHeld(jobId))) continue;
+      if (!jobId || !(await this.deps.runs.isAbandoned(jobId))) continue;
       await rm(join(this.settings.tmpDir, name), { recursive: true, force: true });
       this.deps.log(`removed ${name} left in ${this.settings.tmpDir} by a worker that stopped mid-job`);
     }
