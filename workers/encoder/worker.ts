@@ -26,6 +26,8 @@ export interface EncoderDeps extends JobRunDeps {
   runs: JobRunRepository;
 }
 
+const SWEEP_EVERY_MS = 5 * 60_000;
+
 /** Redelivery delay after a transient failure: 2 s, 4 s, 8 s ... capped at 60 s. */
 export function backoffMs(deliveryCount: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(1, deliveryCount));
@@ -45,6 +47,7 @@ export class EncoderWorker {
   private readonly stopping = new AbortController();
   private readonly running = new Set<AbortController>();
   private slots: Promise<void>[] = [];
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly deps: EncoderDeps,
@@ -55,6 +58,9 @@ export class EncoderWorker {
   async start(): Promise<void> {
     await mkdir(this.settings.tmpDir, { recursive: true });
     await this.sweepTmp();
+    // Again now and then: a worker killed beside this one leaves its directory behind too.
+    this.sweeper = setInterval(() => void this.sweepTmp().catch((err) => this.deps.log("worker: sweeping the temp directory failed", err)), SWEEP_EVERY_MS);
+    this.sweeper.unref();
     for (let i = 0; i < this.settings.concurrency; i++) this.slots.push(this.slot());
   }
 
@@ -70,6 +76,7 @@ export class EncoderWorker {
 
   /** Stops taking work and abandons running jobs (their leases lapse and another worker resumes them). */
   async stop(): Promise<void> {
+    clearInterval(this.sweeper);
     this.stopping.abort();
     for (const job of this.running) job.abort(new Error("worker shutting down"));
     await Promise.all(this.slots);
@@ -120,6 +127,7 @@ export class EncoderWorker {
       delivery.nak(1000); // raced with another worker or a Cancel: the next look decides
       return;
     }
+    if (state.leaseOwner) this.deps.log(`job ${jobId}: taking over from ${state.leaseOwner}, whose lease lapsed (attempt ${state.claims + 1})`);
     if (state.claims >= this.settings.maxAttempts) {
       await this.fail(lease, new PermanentFailure("RETRIES_EXHAUSTED", `gave up after ${state.claims} attempts; last error: ${state.lastError || "the worker running it stopped"}`));
       delivery.term();
