@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { ImageFormat, OutputSpecSchema, ThumbnailMode, ThumbnailSpecSchema } from "../../gen/rendition/v1/job_pb.js";
 import { createMediaTools } from "../../workers/ffmpeg/media-tools.js";
+import { mp4DurationMs } from "../../workers/ffmpeg/mp4-duration.js";
 import { buildThumbnailPlan } from "../../workers/ffmpeg/thumbnails.js";
 import { buildTranscodeCommand, flattenCommand } from "../../workers/ffmpeg/transcode.js";
 import { MediaError, type FfmpegCommand, type MediaInfo, type MediaTools } from "../../workers/ffmpeg/types.js";
@@ -124,6 +125,8 @@ describe("MediaTools.run", () => {
     expect(mp4Video).toMatchObject({ codec_name: "h264", width: 160, height: 120, pix_fmt: "yuv420p", codec_tag_string: "avc1" });
     expect(Math.abs(Number(mp4Video.duration) * 1000 - 2000)).toBeLessThanOrEqual(FRAME_MS);
     expect(mp4Probe.streams.find((s) => s.codec_type === "audio")).toMatchObject({ codec_name: "aac" });
+    // The worker reads mp4 durations from the movie header instead of starting ffprobe: the same number.
+    expect(await mp4DurationMs(mp4)).toBe(Math.round(Number(mp4Probe.format.duration) * 1000));
     expect(webmProbe.streams.find((s) => s.codec_type === "video")).toMatchObject({ codec_name: "vp9", width: 240, height: 180, avg_frame_rate: "10/1" });
     expect(webmProbe.streams.find((s) => s.codec_type === "audio")).toMatchObject({ codec_name: "opus" });
     expect(Math.abs(Number(webmProbe.format.duration) * 1000 - 2000)).toBeLessThanOrEqual(100); // 10 fps frame

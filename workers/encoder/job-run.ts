@@ -13,6 +13,7 @@ import { microsToMinor } from "../../services/pricing/pricing.js";
 import type { JobEventBus } from "../../services/queue/event-bus.js";
 import { NotFoundError, FailedPreconditionError } from "../../services/common/errors.js";
 import { createStorageDriver, joinObjectPath, ObjectAccessDeniedError, type StorageDriver } from "../../services/storage/storage-driver.js";
+import { mp4DurationMs } from "../ffmpeg/mp4-duration.js";
 import { buildThumbnailPlan } from "../ffmpeg/thumbnails.js";
 import { buildTranscodeCommand, checkTarget, UnsupportedOutputError } from "../ffmpeg/transcode.js";
 import { MediaError, type InputLimits, type MediaInfo, type MediaTools, type TranscodeTarget } from "../ffmpeg/types.js";
@@ -43,6 +44,11 @@ export interface JobRunDeps {
 /** The lease was lost mid-run (Cancel, or another worker took over): stop without writing. */
 export class LeaseLostError extends Error {
   override name = "LeaseLostError";
+}
+
+interface OutputPlan {
+  runnable: Array<{ output: JobOutputRecord; target: TranscodeTarget }>;
+  failures: Map<string, PermanentFailure>;
 }
 
 /** An encoded output waiting for upload. */
@@ -167,15 +173,41 @@ export class JobRun {
         await this.setStatus("awaiting_confirmation", { ...patch, lease_owner: "", lease_expires_at: null }, outputs);
         return;
       }
-      await this.setStatus("processing", { ...patch, started_at: now }, outputs);
-      await this.encodeAndDeliver(input, info);
+      // One write: the estimate, the status, and which outputs are now being encoded.
+      const plan = this.planOutputs(info);
+      const encoding = new Set(plan.runnable.map((r) => r.output.id));
+      await this.setStatus(
+        "processing",
+        { ...patch, started_at: now },
+        outputs.map(([id, costs]) => [id, encoding.has(id) ? { ...costs, status: "processing" } : costs]),
+      );
+      await this.encodeAndDeliver(input, info, plan);
     } else if (this.job.status === "processing") {
-      if (!this.job.startedAt) await this.write({ started_at: new Date() });
       const started = Date.now();
       const info = await this.fetchAndProbe(input);
       this.timings.probeDurationMs += Date.now() - started;
-      await this.encodeAndDeliver(input, info);
+      const plan = this.planOutputs(info);
+      await this.write(this.job.startedAt ? {} : { started_at: new Date() }, plan.runnable.map(({ output }) => [output.id, { status: "processing" }]));
+      await this.encodeAndDeliver(input, info, plan);
     }
+  }
+
+  /** Which unfinished outputs this build can encode from this input; the others fail alone, with why. */
+  private planOutputs(info: MediaInfo): OutputPlan {
+    const failures = new Map<string, PermanentFailure>();
+    const runnable: OutputPlan["runnable"] = [];
+    for (const output of this.job.outputs.filter((o) => o.status === "pending" || o.status === "processing")) {
+      const target = { spec: output.spec, file: join(this.tmpDir, `${output.id}.${EXTENSIONS[output.spec.type]}`) };
+      try {
+        const reason = unsupportedReason(output);
+        if (reason) throw reason;
+        checkTarget(target, info); // a setting this input or container cannot take fails its output alone
+        runnable.push({ output, target });
+      } catch (err) {
+        failures.set(output.id, toOutputFailure(err));
+      }
+    }
+    return { runnable, failures };
   }
 
   private async fetchAndProbe(file: string): Promise<MediaInfo> {
@@ -211,23 +243,7 @@ export class JobRun {
     }
   }
 
-  private async encodeAndDeliver(input: string, info: MediaInfo): Promise<void> {
-    const pending = this.job.outputs.filter((o) => o.status === "pending" || o.status === "processing");
-    const failures = new Map<string, PermanentFailure>();
-    const runnable: Array<{ output: JobOutputRecord; target: TranscodeTarget }> = [];
-    for (const output of pending) {
-      const target = { spec: output.spec, file: join(this.tmpDir, `${output.id}.${EXTENSIONS[output.spec.type]}`) };
-      try {
-        const reason = unsupportedReason(output);
-        if (reason) throw reason;
-        checkTarget(target, info); // a setting this input or container cannot take fails its output alone
-        runnable.push({ output, target });
-      } catch (err) {
-        failures.set(output.id, toOutputFailure(err));
-      }
-    }
-    await this.write({}, runnable.map(({ output }) => [output.id, { status: "processing" }]));
-
+  private async encodeAndDeliver(input: string, info: MediaInfo, { runnable, failures }: OutputPlan): Promise<void> {
     const { driver, basePath } = await this.outputDriver();
     try {
       const encodeStarted = Date.now();
@@ -348,14 +364,7 @@ export class JobRun {
   private async upload(encoded: Encoded[], info: MediaInfo, driver: StorageDriver, basePath: string): Promise<void> {
     let done = 0;
     for (const { output, file } of encoded) {
-      // The output's own duration prices it and is reported. ffprobe, not ffmpeg's last
-      // progress time, which lags the real end by the encoder's delay (3 frames seen with x264).
-      const [durationMs, url] = await Promise.all([
-        this.deps.tools
-          .probe(file, { maxDurationMs: Number.MAX_SAFE_INTEGER, maxWidth: 1 << 16, maxHeight: 1 << 16 }, { signal: this.signal })
-          .then((produced) => produced.durationMs),
-        this.put(driver, file, joinObjectPath(basePath, output.path)),
-      ]);
+      const [durationMs, url] = await Promise.all([this.durationOf(output, file), this.put(driver, file, joinObjectPath(basePath, output.path))]);
       const { size } = await stat(file);
       const micros = actualCostMicros(this.job, output.spec, info, durationMs);
       const cost = microsToMinor(micros);
@@ -367,6 +376,20 @@ export class JobRun {
       output.actualCostMinor = String(cost);
       this.actualMicros.set(output.id, micros);
     }
+  }
+
+  /**
+   * An output's own duration, which prices it and is reported. mp4/mov: the movie header, read
+   * in process (the same number ffprobe reports, without its ~90 ms start-up); else ffprobe.
+   * Not ffmpeg's last progress time, which lags the real end by the encoder's delay.
+   */
+  private async durationOf(output: JobOutputRecord, file: string): Promise<number> {
+    if (output.spec.type === OutputType.MP4 || output.spec.type === OutputType.MOV) {
+      const fromHeader = await mp4DurationMs(file);
+      if (fromHeader !== undefined) return fromHeader;
+    }
+    const produced = await this.deps.tools.probe(file, { maxDurationMs: Number.MAX_SAFE_INTEGER, maxWidth: 1 << 16, maxHeight: 1 << 16 }, { signal: this.signal });
+    return produced.durationMs;
   }
 
   /**
