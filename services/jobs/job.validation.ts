@@ -16,7 +16,8 @@ export function checkCreateJobRequest(req: JobServiceCreateRequest): FieldViolat
   if (req.inputUrl && req.inputPath) {
     violations.push({ field: "input_path", rule: "job.input_path_with_url", message: "is only used with input_origin_id, not with input_url" });
   }
-  if (req.inputPath.split("/").includes("..")) {
+  // Backslashes count as separators too: the local storage driver treats them so on any platform.
+  if (req.inputPath.split(/[\\/]/).includes("..")) {
     violations.push({ field: "input_path", rule: "job.input_path_relative", message: "must not contain '..' segments" });
   }
   if (req.outputPathTemplate) violations.push(...checkPathTemplate(req.outputPathTemplate, "output_path_template"));

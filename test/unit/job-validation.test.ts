@@ -17,6 +17,7 @@ describe("Create cross-field rules", () => {
     expect(rules({ inputOriginId: "ori_1", outputs: [mp4] })).toEqual(["input_path job.input_path_required"]);
     expect(rules({ inputUrl: "https://x/y", inputPath: "a", outputs: [mp4] })).toEqual(["input_path job.input_path_with_url"]);
     expect(rules({ inputOriginId: "ori_1", inputPath: "../etc/passwd", outputs: [mp4] })).toEqual(["input_path job.input_path_relative"]);
+    expect(rules({ inputOriginId: "ori_1", inputPath: "uploads\\..\\..\\secret.mp4", outputs: [mp4] })).toEqual(["input_path job.input_path_relative"]);
   });
 
   it("checks output shape unless a preset fills it in", () => {
