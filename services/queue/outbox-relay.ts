@@ -131,8 +131,10 @@ export class OutboxRelay {
     return unfinished.length;
   }
 
-  /** Queues a `job.retry` for each stuck job; returns how many. */
+  /** Queues a `job.retry` for each stuck job (and drops long-sent rows); returns how many were queued. */
   async reconcile(): Promise<number> {
+    // Sent rows are history after the queue's duplicate window; a week is plenty for debugging.
+    await this.db.deleteFrom("outbox").where("sent_at", "<", sql<Date>`now() - interval '7 days'`).execute();
     const stuckAfter = sql<Date>`now() - ${this.options.stuckAfterMs} * interval '1 millisecond'`;
     const stuck = await this.db
       .selectFrom("jobs")

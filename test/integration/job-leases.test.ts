@@ -128,6 +128,13 @@ describe("outbox relay and reconciler", () => {
     await relay.reconcile(); // the second scan sees the first's unsent row and adds nothing
     const retries = await database.db.selectFrom("outbox").select(["job_id", "topic"]).where("topic", "=", "job.retry").execute();
     expect(retries.filter((r) => [stuck, held, recent].includes(r.job_id))).toEqual([{ job_id: stuck, topic: "job.retry" }]);
+
+    // Rows sent more than a week ago are dropped by the next scan; recent ones stay.
+    const old = await database.db.selectFrom("outbox").select("id").where("job_id", "=", recent).executeTakeFirstOrThrow();
+    await database.db.updateTable("outbox").set({ sent_at: sql<Date>`now() - interval '8 days'` }).where("id", "=", old.id).execute();
+    await relay.reconcile();
+    expect(await database.db.selectFrom("outbox").select("id").where("id", "=", old.id).execute()).toEqual([]);
+    expect((await database.db.selectFrom("outbox").select("id").where("job_id", "=", stuck).execute()).length).toBeGreaterThan(0);
     await queue.close();
   });
 });

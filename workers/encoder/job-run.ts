@@ -143,6 +143,17 @@ export class JobRun {
   ) {}
 
   async run(claimedAt: Date): Promise<void> {
+    try {
+      await this.stages(claimedAt);
+    } catch (err) {
+      // Keep what this attempt measured (attempts, probe time...) on the row before the worker
+      // decides what the failure means; a lost lease refuses the write, as it should.
+      if (this.timings && !this.signal.aborted) await this.write({ execution: JSON.stringify(this.timings) }).catch(() => {});
+      throw err;
+    }
+  }
+
+  private async stages(claimedAt: Date): Promise<void> {
     this.job = await this.deps.jobs.get(this.lease.organizationId, this.lease.jobId).then((job) => {
       if (!job) throw new LeaseLostError("the job no longer exists");
       return job;
