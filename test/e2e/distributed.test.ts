@@ -64,12 +64,7 @@ beforeAll(async () => {
   db = await createEmptyDatabase(inject("databaseUrl"));
   s3 = await startS3Server();
   await s3.createBucket(BUCKET);
-  s3client = new S3Client({
-    endpoint: s3.endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
+  s3client = s3.admin;
   dataDir = mkdtempSync(join(tmpdir(), "rendition-e2e-"));
 
   // An https server for direct input URLs, with a self-signed certificate the workers trust.

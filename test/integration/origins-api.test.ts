@@ -51,12 +51,7 @@ beforeAll(async () => {
   api = await startTestApi(database.url);
   s3 = await startS3Server();
   await s3.createBucket(BUCKET);
-  admin = new S3Client({
-    endpoint: s3.endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
+  admin = s3.admin;
   httpServer = http.createServer((req, res) => {
     const token = req.headers["x-api-token"] as string | undefined;
     httpSeen.push({ method: req.method, url: req.url, token });

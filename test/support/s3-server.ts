@@ -15,6 +15,8 @@ export interface S3TestServer {
   /** "METHOD /path?query" of every request so far, to assert which S3 operations ran. */
   requests: string[];
   createBucket(name: string): Promise<void>;
+  /** An SDK client for the test's own reads and writes (the server's account, path-style). */
+  admin: S3Client;
   close(): Promise<void>;
 }
 
@@ -64,6 +66,7 @@ export async function startS3Server(): Promise<S3TestServer> {
     accessKeyId: ACCESS_KEY_ID,
     secretAccessKey: SECRET_ACCESS_KEY,
     requests,
+    admin,
     async createBucket(name) {
       await admin.send(new CreateBucketCommand({ Bucket: name }));
     },
