@@ -114,12 +114,17 @@ export class JobRunRepository {
   async update(
     lease: Lease,
     job: JobRowUpdate,
-    children: { outputs?: Array<[string, Updateable<JobOutputsTable>]>; thumbnails?: Array<[string, Updateable<JobThumbnailsTable>]> } = {},
+    children: {
+      outputs?: Array<[string, Updateable<JobOutputsTable>]>;
+      thumbnails?: Array<[string, Updateable<JobThumbnailsTable>]>;
+      /** This claim does not count as an attempt (the job paused for Confirm: nothing went wrong). */
+      refundClaim?: boolean;
+    } = {},
   ): Promise<boolean> {
     return this.withLease(lease, async (trx) => {
       await trx
         .updateTable("jobs")
-        .set({ ...job, updated_at: new Date() })
+        .set((eb) => ({ ...job, updated_at: new Date(), ...(children.refundClaim ? { claims: eb("claims", "-", 1) } : {}) }))
         .where("id", "=", lease.jobId)
         .execute();
       for (const [id, patch] of children.outputs ?? []) {

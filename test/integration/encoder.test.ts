@@ -155,6 +155,8 @@ describe("the embedded pipeline", () => {
     expect(done.status).toBe(JobStatus.COMPLETED);
     expect(done.outputs[0]!.status).toBe(OutputStatus.COMPLETED);
     expect(done.confirmedAt).toBeDefined();
+    // Probing before the pause is not an attempt: one encode, one attempt.
+    expect(done.execution!.attempts).toBe(1);
   });
 
   it("cancels a delayed-start job while it waits: no actual cost", async () => {

@@ -181,7 +181,11 @@ export class JobRun {
       const outputs = this.job.outputs.map((o, i): [string, { estimated_cost_minor: number }] => [o.id, { estimated_cost_minor: costs.outputs[i]! }]);
       if (this.job.delayedStart) {
         // Paused with the estimate; Confirm queues the encode. The input is fetched again then.
-        await this.setStatus("awaiting_confirmation", { ...patch, lease_owner: "", lease_expires_at: null }, outputs);
+        // Probing is not an attempt at the encode, so the claim is given back.
+        this.timings.attempts -= 1;
+        await this.setStatus("awaiting_confirmation", { ...patch, execution: JSON.stringify(this.timings), lease_owner: "", lease_expires_at: null }, outputs, {
+          refundClaim: true,
+        });
         return;
       }
       // One write: the estimate, the status, and which outputs are now being encoded.
@@ -449,14 +453,20 @@ export class JobRun {
     patch: Parameters<JobRunRepository["update"]>[1],
     outputs: Array<[string, Record<string, unknown>]> = [],
     thumbnails: Array<[string, Record<string, unknown>]> = [],
+    options: { refundClaim?: boolean } = {},
   ): Promise<void> {
-    const ok = await this.deps.runs.update(this.lease, patch, { outputs: outputs as never, thumbnails: thumbnails as never });
+    const ok = await this.deps.runs.update(this.lease, patch, { outputs: outputs as never, thumbnails: thumbnails as never, ...options });
     if (!ok) throw new LeaseLostError(`job ${this.job.id} was canceled or taken over by another worker`);
   }
 
-  private async setStatus(status: JobStatusName, patch: Parameters<JobRunRepository["update"]>[1], outputs: Array<[string, Record<string, unknown>]> = []): Promise<void> {
+  private async setStatus(
+    status: JobStatusName,
+    patch: Parameters<JobRunRepository["update"]>[1],
+    outputs: Array<[string, Record<string, unknown>]> = [],
+    options: { refundClaim?: boolean } = {},
+  ): Promise<void> {
     const unchanged = this.job.status === status;
-    await this.write({ ...patch, status }, outputs);
+    await this.write({ ...patch, status }, outputs, [], options);
     this.job.status = status;
     if (unchanged) return;
     await this.deps.events.publish({
