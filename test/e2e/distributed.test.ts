@@ -16,6 +16,8 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3
 import { JobStatus, OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobService, OutputStatus, ThumbnailMode, WatchEvent, type Job } from "../../gen/rendition/v1/job_pb.js";
 import { OriginPermission, OriginService } from "../../gen/rendition/v1/origin_pb.js";
+import { closeNats, connectNats } from "../../services/queue/nats-connection.js";
+import { natsWorkQueueNames } from "../../services/queue/nats-work-queue.js";
 import { authHeaders } from "../support/api-harness.js";
 import { createEmptyDatabase } from "../support/database.js";
 import { ffprobeJson, generateClip } from "../support/media.js";
@@ -127,6 +129,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await killAllChildren();
+  // The processes created this run's stream on the shared NATS server: remove it.
+  if (env?.RENDITION_NATS_PREFIX) {
+    const nc = await connectNats(inject("natsUrl"), { name: "e2e-cleanup" });
+    await (await nc.jetstreamManager()).streams.delete(natsWorkQueueNames(env.RENDITION_NATS_PREFIX).stream).catch(() => false);
+    await closeNats(nc);
+  }
   await db?.drop();
   await s3?.close();
   tlsServer?.close();
