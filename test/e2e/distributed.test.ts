@@ -39,7 +39,7 @@ let tlsServer: https.Server;
 let tlsUrl: string;
 
 function spawnWorker(): RenditionProcess {
-  const worker = spawnRendition(["worker"], { ...env, RENDITION_DATA_DIR: mkdtempSync(join(tmpdir(), "rendition-worker-")) });
+  const worker = spawnRendition(["worker"], { ...env, RENDITION_DATA_DIR: mkdtempSync(join(dataDir, "worker-")) });
   workers.push(worker);
   return worker;
 }
@@ -93,6 +93,8 @@ beforeAll(async () => {
     RENDITION_NETWORK_ALLOW: "127.0.0.1/32",
     // Short leases so a killed worker's job moves on quickly.
     RENDITION_LEASE_MS: "3000",
+    // Inside dataDir, so what the killed worker leaves behind goes with it.
+    RENDITION_TMP_DIR: join(dataDir, "tmp"),
   };
   api = spawnRendition(["api"], { ...env, PORT: "0", HOST: "127.0.0.1", RENDITION_DATA_DIR: dataDir });
   const { baseUrl } = await api.listening(60_000);

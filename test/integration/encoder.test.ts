@@ -3,7 +3,7 @@
  * → encoder (real ffmpeg) → local storage, over a real PostgreSQL database.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -78,6 +78,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await api?.close();
   await database?.drop();
+  rmSync(tmp, { recursive: true, force: true });
 });
 
 describe("the embedded pipeline", () => {
