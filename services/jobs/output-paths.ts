@@ -2,12 +2,8 @@ import { OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition
 import { ImageFormat, type OutputSpec, type ThumbnailSpec } from "../../gen/rendition/v1/job_pb.js";
 import type { FieldViolation } from "../common/errors.js";
 import { PROGRESSIVE_TYPES } from "./output-rules.js";
+import { enumWord } from "../common/enums.js";
 import { pickTemplate, resolvePathTemplate, type TemplateValues } from "./path-template.js";
-
-/** Lowercase enum value without its prefix: VIDEO_CODEC_H264 -> "h264", RESOLUTION_1080P -> "1080p". */
-export function enumWord(names: Record<number, string>, value: number): string {
-  return (names[value] ?? "").replace(/^RESOLUTION_/, "").toLowerCase();
-}
 
 function outputValues(jobId: string, outputId: string, index: number, spec: OutputSpec): TemplateValues {
   const first = spec.video[0];

@@ -1,6 +1,7 @@
 import { AudioCodec, OutputType, Quality, Resolution, VideoCodec, type AudioSettings, type VideoVariant } from "../../gen/rendition/v1/common_pb.js";
 import type { AudioTrack, OutputSpec } from "../../gen/rendition/v1/job_pb.js";
 import { ContentType } from "../../gen/rendition/v1/preset_pb.js";
+import { enumWord } from "../../services/common/enums.js";
 import { BASE_GLOBAL_OPTIONS, INPUT_SAFETY_OPTIONS, absoluteFile } from "./command.js";
 import { variantSize, type Size } from "./geometry.js";
 import type { FfmpegCommand, MediaInfo, TranscodeTarget } from "./types.js";
@@ -47,20 +48,6 @@ const CONTAINERS: Partial<Record<OutputType, Container>> = {
   [OutputType.MOV]: { muxer: "mov", video: [H264, H265], audio: [AAC, AC3, EAC3], defaultAudio: AAC, faststart: true },
   [OutputType.MKV]: { muxer: "matroska", video: [H264, H265, VP9, AV1], audio: [AAC, OPUS, AC3, EAC3], defaultAudio: AAC, faststart: false },
   [OutputType.WEBM]: { muxer: "webm", video: [VP9, AV1], audio: [OPUS], defaultAudio: OPUS, faststart: false },
-};
-
-/** Names for messages. */
-const VIDEO_NAME: Record<VideoCodec, string> = { 0: "unspecified", [H264]: "h264", [H265]: "h265", [VP9]: "vp9", [AV1]: "av1" };
-const AUDIO_NAME: Record<AudioCodec, string> = { 0: "unspecified", [AAC]: "aac", [OPUS]: "opus", [AC3]: "ac3", [EAC3]: "eac3" };
-const TYPE_NAME: Record<OutputType, string> = {
-  [OutputType.UNSPECIFIED]: "unspecified",
-  [OutputType.MP4]: "mp4",
-  [OutputType.WEBM]: "webm",
-  [OutputType.MKV]: "mkv",
-  [OutputType.MOV]: "mov",
-  [OutputType.HLS]: "hls",
-  [OutputType.DASH]: "dash",
-  [OutputType.ADAPTIVE]: "adaptive",
 };
 
 /** Target short side of each resolution tier (see `variantSize`). */
@@ -126,19 +113,19 @@ export function checkTarget(target: TranscodeTarget, info: MediaInfo): void {
     throw new UnsupportedOutputError(code, message, target);
   };
   if (!container) {
-    return fail("OUTPUT_TYPE_UNSUPPORTED", `output type ${TYPE_NAME[spec.type] ?? spec.type} is not a progressive file; this encoder writes mp4, webm, mkv and mov`);
+    return fail("OUTPUT_TYPE_UNSUPPORTED", `output type ${enumWord(OutputType, spec.type)} is not a progressive file; this encoder writes mp4, webm, mkv and mov`);
   }
   if (spec.video.length !== 1) {
-    return fail("OUTPUT_SPEC_INVALID", `a ${TYPE_NAME[spec.type]} output takes exactly one video variant (got ${spec.video.length})`);
+    return fail("OUTPUT_SPEC_INVALID", `a ${enumWord(OutputType, spec.type)} output takes exactly one video variant (got ${spec.video.length})`);
   }
   const codec = spec.video[0]!.codec;
   if (!container.video.includes(codec)) {
-    return fail("CODEC_UNSUPPORTED", `${TYPE_NAME[spec.type]} cannot carry ${VIDEO_NAME[codec] ?? codec} video (allowed: ${container.video.map((c) => VIDEO_NAME[c]).join(", ")})`);
+    return fail("CODEC_UNSUPPORTED", `${enumWord(OutputType, spec.type)} cannot carry ${enumWord(VideoCodec, codec)} video (allowed: ${container.video.map((c) => enumWord(VideoCodec, c)).join(", ")})`);
   }
   const track = spec.audio[0];
   const audioCodec = track?.settings?.codec || container.defaultAudio;
   if (!container.audio.includes(audioCodec)) {
-    return fail("CODEC_UNSUPPORTED", `${TYPE_NAME[spec.type]} cannot carry ${AUDIO_NAME[audioCodec] ?? audioCodec} audio (allowed: ${container.audio.map((c) => AUDIO_NAME[c]).join(", ")})`);
+    return fail("CODEC_UNSUPPORTED", `${enumWord(OutputType, spec.type)} cannot carry ${enumWord(AudioCodec, audioCodec)} audio (allowed: ${container.audio.map((c) => enumWord(AudioCodec, c)).join(", ")})`);
   }
   const wanted = track?.sourceStreamIndex ?? 0;
   // An input without audio is fine (the output has none); naming a stream that is not there is not.
