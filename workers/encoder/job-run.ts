@@ -11,11 +11,12 @@ import type { NetworkGuard } from "../../services/net/network-guard.js";
 import type { OriginManager } from "../../services/origins/origin.service.js";
 import { microsToMinor } from "../../services/pricing/pricing.js";
 import type { JobEventBus } from "../../services/queue/event-bus.js";
+import { enumWord } from "../../services/common/enums.js";
 import { NotFoundError, FailedPreconditionError } from "../../services/common/errors.js";
 import { createStorageDriver, joinObjectPath, ObjectAccessDeniedError, type StorageDriver } from "../../services/storage/storage-driver.js";
 import { mp4DurationMs } from "../ffmpeg/mp4-duration.js";
 import { buildThumbnailPlan } from "../ffmpeg/thumbnails.js";
-import { buildTranscodeCommand, checkTarget, UnsupportedOutputError } from "../ffmpeg/transcode.js";
+import { buildTranscodeCommand, checkTarget, isProgressive, UnsupportedOutputError } from "../ffmpeg/transcode.js";
 import { MediaError, type InputLimits, type MediaInfo, type MediaTools, type TranscodeTarget } from "../ffmpeg/types.js";
 import { actualCostMicros, estimateCosts } from "./costs.js";
 import { classifyInputError, describeError, PermanentFailure } from "./failure.js";
@@ -66,13 +67,6 @@ interface Timings {
   attempts: number;
 }
 
-const EXTENSIONS: Partial<Record<OutputType, string>> = {
-  [OutputType.MP4]: "mp4",
-  [OutputType.WEBM]: "webm",
-  [OutputType.MKV]: "mkv",
-  [OutputType.MOV]: "mov",
-};
-
 const CONTENT_TYPES: Record<string, string> = {
   mp4: "video/mp4",
   webm: "video/webm",
@@ -91,7 +85,7 @@ function contentTypeOf(file: string): string {
 /** What keeps a progressive output from being encoded by this build; undefined when it can be. */
 function unsupportedReason(output: JobOutputRecord): PermanentFailure | undefined {
   const spec = output.spec;
-  if (!EXTENSIONS[spec.type]) {
+  if (!isProgressive(spec.type)) {
     return new PermanentFailure("OUTPUT_TYPE_UNSUPPORTED", `${OutputType[spec.type]} outputs are not supported by this version's encoder yet; use mp4, webm, mkv or mov`);
   }
   if (spec.subtitleTracks.length > 0) return new PermanentFailure("FEATURE_UNSUPPORTED", "subtitle tracks are not supported by this version's encoder yet");
@@ -212,7 +206,7 @@ export class JobRun {
     const failures = new Map<string, PermanentFailure>();
     const runnable: OutputPlan["runnable"] = [];
     for (const output of this.job.outputs.filter((o) => o.status === "pending" || o.status === "processing")) {
-      const target = { spec: output.spec, file: join(this.tmpDir, `${output.id}.${EXTENSIONS[output.spec.type]}`) };
+      const target = { spec: output.spec, file: join(this.tmpDir, `${output.id}.${enumWord(OutputType, output.spec.type)}`) };
       try {
         const reason = unsupportedReason(output);
         if (reason) throw reason;
