@@ -79,6 +79,7 @@ export class LocalDriver implements StorageDriver {
       await rename(partial, dest);
     } catch (err) {
       await rm(partial, { force: true });
+      if (errorCode(err) === "EACCES") throw new ObjectAccessDeniedError(describe(err), { cause: err });
       throw err;
     }
     const { size: bytes } = await stat(dest);

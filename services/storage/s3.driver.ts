@@ -126,15 +126,8 @@ export class S3Driver implements StorageDriver {
         abortSignal: opts.signal,
       });
     } catch (err) {
-      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      const name = (err as Error).name;
-      if (name === "NoSuchKey" || name === "NoSuchBucket" || status === 404) {
-        throw new ObjectNotFoundError(`${this.urlFor(objectPath)} does not exist`, { cause: err });
-      }
-      if (name === "AccessDenied" || status === 403) {
-        throw new ObjectAccessDeniedError(this.describeError(err, `reading ${this.urlFor(objectPath)} failed`), { cause: err });
-      }
-      throw err;
+      const url = this.urlFor(objectPath);
+      throw this.refusal(err, { missing: `${url} does not exist`, refused: `reading ${url} failed` }) ?? err;
     }
     // In Node the SDK hands back the raw IncomingMessage.
     const body = response.Body as Readable | undefined;
@@ -161,10 +154,22 @@ export class S3Driver implements StorageDriver {
         params: { Bucket: this.config.bucket, Key: key, Body: createReadStream(srcFile), ContentType: opts.contentType },
         abortController,
       }).done();
+    } catch (err) {
+      const failed = `writing ${this.urlFor(key)} failed`;
+      throw this.refusal(err, { missing: this.describeError(err, failed), refused: failed }) ?? err;
     } finally {
       opts.signal?.removeEventListener("abort", onAbort);
     }
     return { bytes: size, url: this.urlFor(key) };
+  }
+
+  /** A missing object or bucket, or a refused request, as the typed errors callers act on; undefined for anything else. */
+  private refusal(err: unknown, messages: { missing: string; refused: string }): Error | undefined {
+    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    const name = (err as Error).name;
+    if (name === "NoSuchKey" || name === "NoSuchBucket" || status === 404) return new ObjectNotFoundError(messages.missing, { cause: err });
+    if (name === "AccessDenied" || status === 403) return new ObjectAccessDeniedError(this.describeError(err, messages.refused), { cause: err });
+    return undefined;
   }
 
   urlFor(objectPath: string): string {

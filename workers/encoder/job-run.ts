@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { create, toJson } from "@bufbuild/protobuf";
 import { OutputType } from "../../gen/rendition/v1/common_pb.js";
@@ -13,7 +13,7 @@ import { microsToMinor } from "../../services/pricing/pricing.js";
 import type { JobEventBus } from "../../services/queue/event-bus.js";
 import { enumWord } from "../../services/common/enums.js";
 import { NotFoundError, FailedPreconditionError } from "../../services/common/errors.js";
-import { createStorageDriver, joinObjectPath, ObjectAccessDeniedError, type StorageDriver } from "../../services/storage/storage-driver.js";
+import { createStorageDriver, joinObjectPath, ObjectAccessDeniedError, ObjectNotFoundError, type StorageDriver } from "../../services/storage/storage-driver.js";
 import { mp4DurationMs } from "../ffmpeg/mp4-duration.js";
 import { buildThumbnailPlan } from "../ffmpeg/thumbnails.js";
 import { buildTranscodeCommand, checkTarget, isProgressive, UnsupportedOutputError } from "../ffmpeg/transcode.js";
@@ -355,8 +355,8 @@ export class JobRun {
         if (files.length === 0) throw new MediaError("ENCODE_FAILED", "no thumbnail image could be taken from the input at the requested times");
         const started = Date.now();
         const urls: string[] = [];
-        for (const file of files) urls.push(await this.put(driver, file, joinObjectPath(basePath, thumb.path, basename(file))));
-        const storyboardUrl = plan.storyboard ? await this.put(driver, plan.storyboard.file, joinObjectPath(basePath, thumb.path, basename(plan.storyboard.file))) : "";
+        for (const file of files) urls.push((await this.put(driver, file, joinObjectPath(basePath, thumb.path, basename(file)))).url);
+        const storyboardUrl = plan.storyboard ? (await this.put(driver, plan.storyboard.file, joinObjectPath(basePath, thumb.path, basename(plan.storyboard.file)))).url : "";
         uploadMs += Date.now() - started;
         await this.write({}, [], [[thumb.id, { status: "completed", urls: JSON.stringify(urls), storyboard_url: storyboardUrl }]]);
       } catch (err) {
@@ -373,8 +373,7 @@ export class JobRun {
   private async upload(encoded: Encoded[], info: MediaInfo, driver: StorageDriver, basePath: string): Promise<void> {
     let done = 0;
     for (const { output, file } of encoded) {
-      const [durationMs, url] = await Promise.all([this.durationOf(output, file), this.put(driver, file, joinObjectPath(basePath, output.path))]);
-      const { size } = await stat(file);
+      const [durationMs, { bytes: size, url }] = await Promise.all([this.durationOf(output, file), this.put(driver, file, joinObjectPath(basePath, output.path))]);
       const micros = actualCostMicros(this.job, output.spec, info, durationMs);
       const cost = microsToMinor(micros);
       done++;
@@ -405,13 +404,13 @@ export class JobRun {
    * Uploads with a few quick retries; what still fails is left to the job's redelivery, unless
    * the store refuses outright (no access, no bucket), which no retry will change.
    */
-  private async put(driver: StorageDriver, file: string, path: string): Promise<string> {
+  private async put(driver: StorageDriver, file: string, path: string): Promise<{ bytes: number; url: string }> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return (await driver.upload(file, path, { contentType: contentTypeOf(file), signal: this.signal })).url;
+        return await driver.upload(file, path, { contentType: contentTypeOf(file), signal: this.signal });
       } catch (err) {
         this.signal.throwIfAborted();
-        if (isRefusal(err)) throw new PermanentFailure("UPLOAD_FAILED", `the output origin refused ${path}: ${describeError(err)}`, { cause: err });
+        if (err instanceof ObjectAccessDeniedError || err instanceof ObjectNotFoundError) throw new PermanentFailure("UPLOAD_FAILED", `the output origin refused ${path}: ${describeError(err)}`, { cause: err });
         if (attempt >= 3) throw new Error(`upload of ${path} failed: ${describeError(err)}`, { cause: err });
         await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
       }
@@ -483,18 +482,6 @@ function originFailure(err: unknown, what: string): unknown {
     return new PermanentFailure("ORIGIN_UNAVAILABLE", `${what} cannot be used: ${describeError(err)}`, { cause: err });
   }
   return err;
-}
-
-/** The store said no (403, no such bucket): the same upload will be refused again. */
-function isRefusal(err: unknown): boolean {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return (
-    err instanceof ObjectAccessDeniedError ||
-    e.name === "AccessDenied" ||
-    e.name === "NoSuchBucket" ||
-    e.$metadata?.httpStatusCode === 403 ||
-    (err as NodeJS.ErrnoException).code === "EACCES"
-  );
 }
 
 function toOutputFailure(err: unknown): PermanentFailure {
