@@ -5,7 +5,7 @@ import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/valid
 import { JobStatus, OutputType, Priority, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobServiceCreateRequestSchema, ThumbnailMode, WatchEvent, type JobServiceCreateRequest } from "../../gen/rendition/v1/job_pb.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { startTestApi, type TestApi } from "../support/api-harness.js";
+import { localJobRequest, startTestApi, type TestApi } from "../support/api-harness.js";
 import { connectError, violationsOf } from "../support/rpc.js";
 import { OriginProvider } from "../../gen/rendition/v1/origin_pb.js";
 
@@ -28,13 +28,7 @@ function mp4Output() {
 }
 
 function request(overrides: Partial<CreateInit> = {}): JobServiceCreateRequest {
-  return create(JobServiceCreateRequestSchema, {
-    inputOriginId: api.credentials.local_origin_id,
-    inputPath: "uploads/in.mp4",
-    outputOriginId: api.credentials.local_origin_id,
-    outputs: [{ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_720P }] }],
-    ...overrides,
-  });
+  return localJobRequest(api, overrides);
 }
 
 describe("JobService.Create", () => {

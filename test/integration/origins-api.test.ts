@@ -4,14 +4,12 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { create, toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
+import { toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { CreateBucketCommand, DeleteBucketCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
-import { OutputType, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
-import { JobServiceCreateRequestSchema } from "../../gen/rendition/v1/job_pb.js";
 import {
   OriginPermission,
   OriginProvider,
@@ -24,7 +22,7 @@ import {
   type Origin,
 } from "../../gen/rendition/v1/origin_pb.js";
 import { CredentialCipher } from "../../services/origins/credential-cipher.js";
-import { startTestApi, type TestApi } from "../support/api-harness.js";
+import { localJobRequest, startTestApi, type JobRequestInit, type TestApi } from "../support/api-harness.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startS3Server, type S3TestServer } from "../support/s3-server.js";
 import { connectError, violationsOf } from "../support/rpc.js";
@@ -125,14 +123,8 @@ async function keysIn(bucket: string): Promise<string[]> {
   return (listed.Contents ?? []).map((o) => o.Key!);
 }
 
-function jobRequest(overrides: Partial<Omit<MessageInitShape<typeof JobServiceCreateRequestSchema>, "$typeName">> = {}) {
-  return create(JobServiceCreateRequestSchema, {
-    inputOriginId: api.credentials.local_origin_id,
-    inputPath: "uploads/in.mp4",
-    outputOriginId: api.credentials.local_origin_id,
-    outputs: [{ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_720P }] }],
-    ...overrides,
-  });
+function jobRequest(overrides: JobRequestInit = {}) {
+  return localJobRequest(api, overrides);
 }
 
 describe("s3 origins against s3rver", () => {

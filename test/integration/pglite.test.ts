@@ -30,7 +30,7 @@ import { PresetRepository } from "../../services/presets/preset.repository.js";
 import { PresetManager } from "../../services/presets/preset.service.js";
 import { InProcessEventBus } from "../../services/queue/event-bus.js";
 import { createStorageDriver } from "../../services/storage/storage-driver.js";
-import { startTestApi, type TestApi } from "../support/api-harness.js";
+import { localJobRequest, startTestApi, type JobRequestInit, type TestApi } from "../support/api-harness.js";
 import { connectError } from "../support/rpc.js";
 
 const TABLES = ["api_keys", "job_outputs", "job_thumbnails", "jobs", "organizations", "origins", "outbox", "presets"];
@@ -260,14 +260,8 @@ describe("the whole API on PGlite (startTestApi(undefined))", () => {
     await api?.close();
   });
 
-  function request(overrides: Partial<Omit<MessageInitShape<typeof JobServiceCreateRequestSchema>, "$typeName">> = {}): JobServiceCreateRequest {
-    return create(JobServiceCreateRequestSchema, {
-      inputOriginId: api.credentials.local_origin_id,
-      inputPath: "uploads/in.mp4",
-      outputOriginId: api.credentials.local_origin_id,
-      outputs: [{ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_720P }] }],
-      ...overrides,
-    });
+  function request(overrides: JobRequestInit = {}): JobServiceCreateRequest {
+    return localJobRequest(api, overrides);
   }
 
   it("runs embedded: PGlite persisted in the data directory, bootstrap credentials work", async () => {

@@ -9,7 +9,9 @@ import { checkDatabase, createApp, type App } from "../../services/app.js";
 import { bootstrapIfEmpty, type Credentials } from "../../services/bootstrap.js";
 import { loadConfig, type Config } from "../../services/config.js";
 import { openMessaging, startRelay, startWorker } from "../../services/runtime.js";
-import { JobService } from "../../gen/rendition/v1/job_pb.js";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { OutputType, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
+import { JobService, JobServiceCreateRequestSchema, type JobServiceCreateRequest } from "../../gen/rendition/v1/job_pb.js";
 import { OriginService } from "../../gen/rendition/v1/origin_pb.js";
 import { PresetService } from "../../gen/rendition/v1/preset_pb.js";
 
@@ -99,4 +101,17 @@ export async function startTestApi(
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export type JobRequestInit = Partial<Omit<MessageInitShape<typeof JobServiceCreateRequestSchema>, "$typeName">>;
+
+/** A valid Create request on the bootstrap local origin (in and out): one 720p H.264 mp4, plus `overrides`. */
+export function localJobRequest(api: Pick<TestApi, "credentials">, overrides: JobRequestInit = {}): JobServiceCreateRequest {
+  return create(JobServiceCreateRequestSchema, {
+    inputOriginId: api.credentials.local_origin_id,
+    inputPath: "uploads/in.mp4",
+    outputOriginId: api.credentials.local_origin_id,
+    outputs: [{ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_720P }] }],
+    ...overrides,
+  });
 }
