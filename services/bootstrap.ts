@@ -15,6 +15,11 @@ export interface Credentials {
 /** Advisory lock id ("rend") serialising first-start bootstraps of replicas sharing one database. */
 const BOOTSTRAP_LOCK = 0x72656e64;
 
+/** Where the first start's `local` origin keeps its files. */
+export function defaultStorageDir(config: Pick<Config, "dataDir">): string {
+  return join(config.dataDir, "storage");
+}
+
 /**
  * First start on an empty database: one organization, an API key and a read/write local origin
  * rooted at `dataDir/storage`, so a fresh install can be used at once. The key is shown once and
@@ -24,7 +29,7 @@ const BOOTSTRAP_LOCK = 0x72656e64;
  * when organizations exist.
  */
 export async function bootstrapIfEmpty(app: App, config: Config): Promise<Credentials | undefined> {
-  const rootDir = join(config.dataDir, "storage");
+  const rootDir = defaultStorageDir(config);
   return app.database.db.transaction().execute(async (trx) => {
     await sql`SELECT pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`.execute(trx);
     const auth = new AuthRepository(trx);
@@ -67,11 +72,11 @@ export function describeCredentials(credentials: Credentials, config: Config, po
     "First start: created an organization, an API key and a local storage origin.",
     `  organization_id: ${credentials.organization_id}`,
     `  api_key:         ${credentials.api_key}   (shown once; also in ${join(config.dataDir, "credentials.json")})`,
-    `  local_origin_id: ${credentials.local_origin_id}   (${join(config.dataDir, "storage")})`,
+    `  local_origin_id: ${credentials.local_origin_id}   (${defaultStorageDir(config)})`,
     "",
     sample
-      ? `Try it: turn the sample clip ${join(config.dataDir, "storage", sample)} into a 720p H.264 mp4:`
-      : "Try it: put a video at " + join(config.dataDir, "storage", input) + " and run",
+      ? `Try it: turn the sample clip ${join(defaultStorageDir(config), sample)} into a 720p H.264 mp4:`
+      : "Try it: put a video at " + join(defaultStorageDir(config), input) + " and run",
     `  curl -sS -X POST ${base}/rendition.v1.JobService/Create \\`,
     ...auth,
     `    -H 'Content-Type: application/json' \\`,

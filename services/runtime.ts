@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { NatsConnection } from "nats";
 import type { App } from "./app.js";
+import { defaultStorageDir } from "./bootstrap.js";
 import type { Config } from "./config.js";
 import { InProcessEventBus, type JobEventBus } from "./queue/event-bus.js";
 import { createInProcessWorkQueue } from "./queue/in-process-work-queue.js";
@@ -125,7 +126,7 @@ export const SAMPLE_CLIP = "sample.mp4";
  * transcode. Returns its path within the origin, or undefined when there is no such origin.
  */
 export async function prepareSample(tools: MediaTools, config: Config, log: Log): Promise<string | undefined> {
-  const storage = join(config.dataDir, "storage");
+  const storage = defaultStorageDir(config);
   if (!existsSync(storage)) return undefined;
   try {
     await ensureSampleClip(tools, join(storage, SAMPLE_CLIP));
