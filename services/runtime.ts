@@ -119,7 +119,7 @@ export async function startWorker(app: App, messaging: Messaging, config: Config
   return { worker, tools };
 }
 
-export const SAMPLE_CLIP = "sample.mp4";
+const SAMPLE_CLIP = "sample.mp4";
 
 /**
  * Embedded mode: a sample clip in the default local origin, so the first curl has something to

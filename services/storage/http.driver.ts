@@ -158,7 +158,7 @@ export class HttpDriver implements StorageDriver {
 }
 
 /** A URL for messages: no user info, no query string (presigned URLs carry their signature there). */
-export function withoutSecrets(url: string): string {
+function withoutSecrets(url: string): string {
   try {
     const parsed = new URL(url);
     return `${parsed.protocol}//${parsed.host}${parsed.pathname}${parsed.search ? "?…" : ""}`;

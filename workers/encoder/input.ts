@@ -10,7 +10,7 @@ export interface DirectInputCredentials {
   gcs?: { accessKeyId: string; secretAccessKey: string; buckets: string[] };
 }
 
-export const GCS_INTEROP_ENDPOINT = "https://storage.googleapis.com";
+const GCS_INTEROP_ENDPOINT = "https://storage.googleapis.com";
 
 export interface InputSource {
   driver: StorageDriver;

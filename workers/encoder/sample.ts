@@ -3,7 +3,7 @@ import { rename } from "node:fs/promises";
 import type { FfmpegCommand, MediaTools } from "../ffmpeg/types.js";
 
 /** A 10 s 720p30 test pattern with a tone: something to transcode on a fresh install. */
-export function sampleClipCommand(file: string): FfmpegCommand {
+function sampleClipCommand(file: string): FfmpegCommand {
   return {
     global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"],
     inputs: [

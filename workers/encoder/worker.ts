@@ -29,11 +29,11 @@ export interface EncoderDeps extends JobRunDeps {
 const SWEEP_EVERY_MS = 5 * 60_000;
 
 /** Redelivery delay after a transient failure: 2 s, 4 s, 8 s ... capped at 60 s. */
-export function backoffMs(deliveryCount: number): number {
+function backoffMs(deliveryCount: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(1, deliveryCount));
 }
 
-export function newWorkerId(): string {
+function newWorkerId(): string {
   return `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
 }
 

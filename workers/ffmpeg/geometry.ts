@@ -6,12 +6,12 @@ export interface Size {
 }
 
 /** Nearest even integer, at least 2: 4:2:0 chroma subsampling needs even dimensions. */
-export function nearestEven(value: number): number {
+function nearestEven(value: number): number {
   return Math.max(2, Math.round(value / 2) * 2);
 }
 
 /** Even integer not above `value` (at least 2): a size the caller asked for is never exceeded. */
-export function evenAtMost(value: number): number {
+function evenAtMost(value: number): number {
   return Math.max(2, Math.floor(value / 2) * 2);
 }
 

@@ -91,7 +91,7 @@ export class ProgressTracker {
   }
 }
 
-export function progressFraction(outTimeUs: number | undefined, durationMs: number | undefined): number | undefined {
+function progressFraction(outTimeUs: number | undefined, durationMs: number | undefined): number | undefined {
   if (outTimeUs === undefined || !durationMs || durationMs <= 0) return undefined;
   return Math.min(1, Math.max(0, outTimeUs / 1000 / durationMs));
 }

@@ -7,9 +7,9 @@ import type { FfmpegCommand, MediaInfo, ThumbnailPlan } from "./types.js";
 /** Upper bound on images one spec may produce (interval mode) or tiles in one sprite. */
 export const MAX_THUMBNAIL_IMAGES = 1000;
 /** Sprite sheets stay within WebP's 16383 px limit (JPEG allows 65535; one rule for all formats). */
-export const MAX_SPRITE_SIDE = 16383;
+const MAX_SPRITE_SIDE = 16383;
 /** Sprite tile width when the spec gives neither width nor height. */
-export const DEFAULT_SPRITE_TILE_WIDTH = 160;
+const DEFAULT_SPRITE_TILE_WIDTH = 160;
 const DEFAULT_SPRITE_COLUMNS = 10;
 const DEFAULT_QUALITY = 80;
 /** Timestamps mode: inputs per ffmpeg process (each is a separate fast seek into the file). */
@@ -97,7 +97,7 @@ export function thumbnailScaleFilter(info: MediaInfo, spec: Pick<ThumbnailSpec, 
 }
 
 /** The latest time (seconds) at which a frame is still there to grab. */
-export function lastFrameTime(info: MediaInfo): number {
+function lastFrameTime(info: MediaInfo): number {
   const frame = 1 / (info.framerate > 0 ? info.framerate : FALLBACK_FPS);
   return Math.max(0, info.durationMs / 1000 - frame);
 }

@@ -72,7 +72,7 @@ type Tier = "economy" | "standard" | "premium";
  * libvpx in good-quality mode treats speeds above 5 like 5, so VP9 economy (8) and standard (6)
  * differ mainly by CRF.
  */
-export const QUALITY_TIERS: Record<"h264" | "h265" | "vp9" | "av1", Record<Tier, { preset: string; crf: number }>> = {
+const QUALITY_TIERS: Record<"h264" | "h265" | "vp9" | "av1", Record<Tier, { preset: string; crf: number }>> = {
   h264: { economy: { preset: "veryfast", crf: 26 }, standard: { preset: "medium", crf: 23 }, premium: { preset: "slow", crf: 20 } },
   h265: { economy: { preset: "veryfast", crf: 32 }, standard: { preset: "medium", crf: 26 }, premium: { preset: "slow", crf: 22 } },
   vp9: { economy: { preset: "8", crf: 50 }, standard: { preset: "6", crf: 40 }, premium: { preset: "4", crf: 31 } },
@@ -166,7 +166,7 @@ export function buildTranscodeCommand(
  * `[0:v:0]split=2[s0][s1];[s0]scale=1920:1080[v0];[s1]fps=30,scale=1280:720[v1]`, or without
  * the split for one target. fps comes before scale so dropped frames are never scaled.
  */
-export function videoFilterGraph(info: MediaInfo, targets: TranscodeTarget[]): string {
+function videoFilterGraph(info: MediaInfo, targets: TranscodeTarget[]): string {
   const chains = targets.map((target) => videoChain(target.spec.video[0]!, info));
   if (chains.length === 1) return `[0:v:0]${chains[0]}[v0]`;
   const split = `[0:v:0]split=${chains.length}${chains.map((_, i) => `[s${i}]`).join("")}`;
@@ -180,7 +180,7 @@ function videoChain(variant: VideoVariant, info: MediaInfo): string {
 }
 
 /** The encoded size of a variant for this input (see `variantSize` for the rules). */
-export function targetSize(variant: VideoVariant, info: MediaInfo): Size {
+function targetSize(variant: VideoVariant, info: MediaInfo): Size {
   return variantSize(info, TIER_SHORT_SIDE[variant.resolution], variant.width, variant.height);
 }
 
@@ -212,7 +212,7 @@ function outputOptions(spec: OutputSpec, index: number, info: MediaInfo): string
 }
 
 /** Encoder, rate control and codec-option flags for the one video stream of an output. */
-export function videoCodecOptions(variant: VideoVariant, spec: Pick<OutputSpec, "type" | "contentType">): string[] {
+function videoCodecOptions(variant: VideoVariant, spec: Pick<OutputSpec, "type" | "contentType">): string[] {
   const tier = tierOf(variant.quality);
   const rate = bitrateOptions(variant.bitrate);
   switch (variant.codec) {
@@ -316,7 +316,7 @@ function gop(size: number | undefined): string[] {
  * Audio encoder flags for the first audio track of the spec (progressive outputs carry one).
  * The stream may not exist (input without audio): these flags are then unused and harmless.
  */
-export function audioOptions(track: AudioTrack | undefined, container: Pick<Container, "defaultAudio">): string[] {
+function audioOptions(track: AudioTrack | undefined, container: Pick<Container, "defaultAudio">): string[] {
   const settings: Partial<AudioSettings> = track?.settings ?? {};
   const codec = settings.codec || container.defaultAudio;
   const encoder = AUDIO_ENCODER[codec];
