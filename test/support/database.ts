@@ -2,13 +2,12 @@ import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
 import type { Kysely } from "kysely";
 import { connectPostgres } from "../../services/db/connect.js";
-import { migrateToLatest } from "../../services/db/migrate.js";
-import * as m0001 from "../../services/db/migrations/0001_initial.js";
+import { MIGRATIONS, migrateToLatest } from "../../services/db/migrate.js";
 import type { Database } from "../../services/db/schema.js";
 
-/** Named after the migrations' code, so a schema change gets a new template and an old one is never reused. */
+/** Named after every migration's name and code, so a changed or added migration gets a new template and an old one is never reused. */
 const TEMPLATE = `rendition_template_${createHash("sha256")
-  .update([m0001].map((m) => `${m.up}${m.down}`).join(""))
+  .update(Object.entries(MIGRATIONS).map(([name, m]) => `${name}${m.up}${m.down}`).join(""))
   .digest("hex")
   .slice(0, 12)}`;
 
