@@ -12,6 +12,7 @@ import { createNatsWorkQueue } from "./queue/nats-work-queue.js";
 import { OutboxRelay } from "./queue/outbox-relay.js";
 import type { WorkQueue } from "./queue/work-queue.js";
 import { locateMediaTools } from "../workers/ffmpeg/binaries.js";
+import { describeCapabilities } from "../workers/ffmpeg/capabilities.js";
 import { createMediaTools } from "../workers/ffmpeg/media-tools.js";
 import { EncoderWorker } from "../workers/encoder/worker.js";
 import { ensureSampleClip } from "../workers/encoder/sample.js";
@@ -94,6 +95,8 @@ export async function startRelay(app: App, messaging: Messaging, config: Config,
 export async function startWorker(app: App, messaging: Messaging, config: Config, log: Log): Promise<{ worker: EncoderWorker; tools: MediaTools }> {
   const tools = createMediaTools(await locateMediaTools(process.env));
   log(`encoder: ${tools.description}; ffprobe ${tools.ffprobePath}`);
+  // Asked once, here: a build without an encoder fails those outputs with CODEC_UNSUPPORTED.
+  log(`encoder: ${describeCapabilities(await tools.capabilities())}`);
   const { worker: w } = config;
   const worker = new EncoderWorker(
     {

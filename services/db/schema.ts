@@ -115,6 +115,8 @@ export interface JobOutputsTable {
   preset_id: string;
   path: string;
   output_url: Generated<string>;
+  /** Streaming outputs: URLs of the master playlist / MPD and the media playlists. */
+  manifest_urls: ColumnType<string[], string | undefined, string>;
   file_size_bytes: NullableBigInt;
   duration_ms: NullableBigInt;
   progress: Generated<number>;

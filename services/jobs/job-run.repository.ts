@@ -110,7 +110,7 @@ export class JobRunRepository {
     });
   }
 
-  /** Updates the job row (and optionally its outputs and thumbnails) under the lease. */
+  /** Updates the job row (and optionally its outputs and thumbnails) under the lease; the named writes above are built on it. */
   async update(
     lease: Lease,
     job: JobRowUpdate,
@@ -134,6 +134,109 @@ export class JobRunRepository {
         await trx.updateTable("job_thumbnails").set(patch).where("job_id", "=", lease.jobId).where("id", "=", id).execute();
       }
     });
+  }
+
+  /** The worker started fetching and probing the input. */
+  startProbe(lease: Lease, execution: unknown): Promise<boolean> {
+    return this.update(lease, { status: "probing", execution: JSON.stringify(execution) });
+  }
+
+  /**
+   * The probe's findings and estimate. Then either the job pauses for Confirm (the lease is
+   * given back, and probing does not count as an attempt), or encoding starts with `encoding`.
+   */
+  recordProbe(
+    lease: Lease,
+    probe: { inputMetadata: unknown; estimatedCostMinor: number; outputCostsMinor: Array<[string, number]>; execution: unknown; probedAt: Date },
+    next: { pause: true } | { pause: false; encoding: readonly string[] },
+  ): Promise<boolean> {
+    const encoding = new Set(next.pause ? [] : next.encoding);
+    const job: JobRowUpdate = {
+      input_metadata: JSON.stringify(probe.inputMetadata),
+      estimated_cost_minor: probe.estimatedCostMinor,
+      probed_at: probe.probedAt,
+      execution: JSON.stringify(probe.execution),
+      ...(next.pause ? { status: "awaiting_confirmation", lease_owner: "", lease_expires_at: null } : { status: "processing", started_at: probe.probedAt }),
+    };
+    const outputs = probe.outputCostsMinor.map(([id, cost]): [string, Updateable<JobOutputsTable>] => [id, { estimated_cost_minor: cost, ...(encoding.has(id) ? { status: "processing" } : {}) }]);
+    return this.update(lease, job, { outputs, refundClaim: next.pause });
+  }
+
+  /** A confirmed or resumed job: these outputs are being encoded (started_at set on the first start). */
+  startEncoding(lease: Lease, outputIds: readonly string[], startedAt: Date | undefined): Promise<boolean> {
+    return this.update(lease, startedAt ? { started_at: startedAt } : {}, { outputs: outputIds.map((id) => [id, { status: "processing" }]) });
+  }
+
+  /** One output delivered: where, how big, how long, what it cost. */
+  completeOutput(
+    lease: Lease,
+    outputId: string,
+    result: { url: string; manifestUrls: readonly string[]; bytes: number; durationMs: number; actualCostMinor: number },
+    jobProgress: number,
+  ): Promise<boolean> {
+    return this.update(lease, { progress: jobProgress }, {
+      outputs: [
+        [
+          outputId,
+          {
+            status: "completed",
+            output_url: result.url,
+            manifest_urls: JSON.stringify(result.manifestUrls),
+            file_size_bytes: result.bytes,
+            duration_ms: result.durationMs,
+            progress: 100,
+            actual_cost_minor: result.actualCostMinor,
+            error_code: "",
+            error_message: "",
+          },
+        ],
+      ],
+    });
+  }
+
+  completeThumbnail(lease: Lease, thumbnailId: string, result: { urls: readonly string[]; storyboardUrl: string }): Promise<boolean> {
+    return this.update(lease, {}, { thumbnails: [[thumbnailId, { status: "completed", urls: JSON.stringify(result.urls), storyboard_url: result.storyboardUrl }]] });
+  }
+
+  failThumbnail(lease: Lease, thumbnailId: string, message: string): Promise<boolean> {
+    return this.update(lease, {}, { thumbnails: [[thumbnailId, { status: "failed", error_message: message.slice(0, 2000) }]] });
+  }
+
+  /** What this attempt measured so far (kept when it fails). */
+  saveExecution(lease: Lease, execution: unknown): Promise<boolean> {
+    return this.update(lease, { execution: JSON.stringify(execution) });
+  }
+
+  /**
+   * The end of a run that got through: the job's final status and cost, the outputs that failed
+   * alone (with their codes), and the lease ended.
+   */
+  finish(
+    lease: Lease,
+    result: {
+      status: "completed" | "partial" | "failed";
+      failedOutputs: Array<[string, { code: string; message: string }]>;
+      actualCostMinor: number;
+      execution: unknown;
+      error?: { code: string; message: string };
+      completedAt: Date;
+    },
+  ): Promise<boolean> {
+    return this.update(
+      lease,
+      {
+        status: result.status,
+        progress: 100,
+        completed_at: result.completedAt,
+        actual_cost_minor: result.actualCostMinor,
+        execution: JSON.stringify(result.execution),
+        error_code: result.error?.code ?? "",
+        error_message: result.error?.message.slice(0, 2000) ?? "",
+        lease_owner: "",
+        lease_expires_at: null,
+      },
+      { outputs: result.failedOutputs.map(([id, f]) => [id, { status: "failed", error_code: f.code, error_message: f.message.slice(0, 2000), progress: 0 }]) },
+    );
   }
 
   /** Progress only: no updated_at bump, so the reconciler's "no change for a while" still means stuck. */

@@ -72,6 +72,7 @@ export function toProtoJob(job: JobRecord): Job {
         presetId: o.presetId,
         path: o.path,
         outputUrl: o.outputUrl,
+        manifestUrls: o.manifestUrls,
         fileSizeBytes: BigInt(o.fileSizeBytes ?? 0),
         durationMs: BigInt(o.durationMs ?? 0),
         progress: o.progress,

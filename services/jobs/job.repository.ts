@@ -23,6 +23,7 @@ function outputToRecord(row: JobOutputRow): JobOutputRecord {
     presetId: row.preset_id,
     path: row.path,
     outputUrl: row.output_url,
+    manifestUrls: row.manifest_urls ?? [],
     fileSizeBytes: row.file_size_bytes,
     durationMs: row.duration_ms,
     progress: row.progress,

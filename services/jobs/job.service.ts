@@ -141,6 +141,7 @@ export class JobManager {
         presetId: spec.preset,
         path: paths.outputPaths[position]!,
         outputUrl: "",
+        manifestUrls: [],
         fileSizeBytes: null,
         durationMs: null,
         progress: 0,

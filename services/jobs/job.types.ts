@@ -40,6 +40,8 @@ export interface JobOutputRecord {
   presetId: string;
   path: string;
   outputUrl: string;
+  /** Streaming outputs: master playlist / MPD first, then the media playlists. */
+  manifestUrls: string[];
   fileSizeBytes: string | null;
   durationMs: string | null;
   progress: number;

@@ -1,7 +1,7 @@
 import { OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { ImageFormat, type OutputSpec, type ThumbnailSpec } from "../../gen/rendition/v1/job_pb.js";
 import type { FieldViolation } from "../common/errors.js";
-import { PROGRESSIVE_TYPES } from "./output-rules.js";
+import { formatOf } from "./output-formats.js";
 import { enumWord } from "../common/enums.js";
 import { pickTemplate, resolvePathTemplate, type TemplateValues } from "./path-template.js";
 
@@ -69,8 +69,9 @@ export function planPaths(input: PathPlanInput): PathPlan {
     const template = pickTemplate(spec.pathTemplate, input.jobTemplate, input.originTemplate);
     let path = resolvePathTemplate(template, outputValues(input.jobId, id, index, spec), input.now);
     // A progressive output is one file: give it its container's extension unless the template did.
-    const extension = `.${enumWord(OutputType, spec.type)}`;
-    if (PROGRESSIVE_TYPES.has(spec.type) && path && !path.toLowerCase().endsWith(extension)) path += extension;
+    // A segmented output is a directory of segments and manifests under this path.
+    const extension = formatOf(spec.type)?.extension;
+    if (extension && path && !path.toLowerCase().endsWith(`.${extension}`)) path += `.${extension}`;
     return place(path, `outputs[${index}]`, spec.pathTemplate, `outputs[${index}].path_template`);
   });
   const thumbnailPaths = input.thumbnails.map(({ id, spec }, index) => {

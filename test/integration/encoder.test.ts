@@ -228,19 +228,19 @@ describe("the embedded pipeline", () => {
     }
   });
 
-  it("completes what it can: an unsupported output fails alone and the job is partial", async () => {
+  it("completes what it can: an output asking for what the encoder cannot do fails alone, naming the field", async () => {
     const { job: created } = await api.jobs.create(
       request("in/clip.mp4", {
         outputs: [
           { type: OutputType.MP4, video: [{ codec: VideoCodec.H264, height: 144, quality: Quality.ECONOMY }] },
-          { type: OutputType.HLS, video: [{ codec: VideoCodec.H264, resolution: Resolution.RESOLUTION_480P }] },
+          { type: OutputType.HLS, video: [{ codec: VideoCodec.H264, height: 144 }, { codec: VideoCodec.H264, height: 180, hdr: { mode: "hdr10" } }] },
         ],
       }),
     );
     const job = await waitFor(created!.id, finished);
     expect(job.status).toBe(JobStatus.PARTIAL);
     expect(job.outputs[0]!.status).toBe(OutputStatus.COMPLETED);
-    expect(job.outputs[1]).toMatchObject({ status: OutputStatus.FAILED, errorCode: "OUTPUT_TYPE_UNSUPPORTED" });
+    expect(job.outputs[1]).toMatchObject({ status: OutputStatus.FAILED, errorCode: "FEATURE_UNSUPPORTED", errorMessage: expect.stringContaining("video[1].hdr.mode") });
     expect(existsSync(fileURLToPath(job.outputs[0]!.outputUrl))).toBe(true);
     expect(Number(job.totalActualCost)).toBeGreaterThanOrEqual(0);
   });

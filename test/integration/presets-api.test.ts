@@ -224,7 +224,7 @@ describe("organization presets", () => {
       api.presets.create({ slug: uniqueSlug("webm"), name: "x", spec: { container: Container.WEBM, video: [{ codec: VideoCodec.H264 }] } }),
     );
     expect(webmH264).toEqual([
-      { field: "spec.video[0].codec", rule: "output.webm_codec", message: "webm outputs take VIDEO_CODEC_VP9 or VIDEO_CODEC_AV1" },
+      { field: "spec.video[0].codec", rule: "output.container_video_codec", message: "webm outputs take VIDEO_CODEC_VP9, VIDEO_CODEC_AV1" },
     ]);
 
     const ts = await invalid(api.presets.create({ slug: uniqueSlug("ts"), name: "x", spec: { container: Container.TS, video: [{ codec: VideoCodec.H264 }] } }));
@@ -249,7 +249,7 @@ describe("organization presets", () => {
 
     const preset = await createPreset(uniqueSlug("to_break"));
     const update = await invalid(api.presets.update({ id: preset.id, spec: { container: Container.WEBM, video: [{ codec: VideoCodec.H265 }] } }));
-    expect(update).toEqual([expect.objectContaining({ field: "spec.video[0].codec", rule: "output.webm_codec" })]);
+    expect(update).toEqual([expect.objectContaining({ field: "spec.video[0].codec", rule: "output.container_video_codec" })]);
     expect((await api.presets.get({ idOrSlug: preset.id })).preset!.spec).toEqual(preset.spec);
   });
 

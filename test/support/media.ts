@@ -23,6 +23,10 @@ export interface ClipOptions {
   audio: boolean;
   /** Video codec; default h264. */
   codec?: "h264" | "h265" | "vp9";
+  /** Several audio streams (with `audio`), one per language tag, each a tone of its own pitch. */
+  audioLanguages?: string[];
+  /** Hard cuts between test patterns every this many seconds (what makes encoders place scene-cut keyframes). */
+  sceneCutEveryS?: number;
 }
 
 const ENCODERS: Record<NonNullable<ClipOptions["codec"]>, string[]> = {
@@ -41,6 +45,11 @@ export async function generateClip(file: string, options: ClipOptions): Promise<
   await mkdir(path.dirname(file), { recursive: true });
   const { durationS, width, height, fps } = options;
   const webm = file.endsWith(".webm");
+  const languages = options.audio ? (options.audioLanguages ?? [""]) : [];
+  // Alternating sources (testsrc2 / smptebars / mandelbrot) give real scene cuts.
+  const video = options.sceneCutEveryS
+    ? `testsrc2=size=${width}x${height}:rate=${fps}:duration=${durationS}[a];smptebars=size=${width}x${height}:rate=${fps}:duration=${durationS}[b];[a][b]blend=all_expr='if(lt(mod(T,${2 * options.sceneCutEveryS}),${options.sceneCutEveryS}),A,B)'`
+    : `testsrc2=size=${width}x${height}:rate=${fps}:duration=${durationS}`;
   const args = [
     "-hide_banner",
     "-nostdin",
@@ -50,11 +59,11 @@ export async function generateClip(file: string, options: ClipOptions): Promise<
     "-f",
     "lavfi",
     "-i",
-    `testsrc2=size=${width}x${height}:rate=${fps}:duration=${durationS}`,
-    ...(options.audio ? ["-f", "lavfi", "-i", `sine=frequency=440:sample_rate=48000:duration=${durationS}`] : []),
+    video,
+    ...languages.flatMap((_, i) => ["-f", "lavfi", "-i", `sine=frequency=${440 * (i + 1)}:sample_rate=48000:duration=${durationS}`]),
     "-map",
     "0:v",
-    ...(options.audio ? ["-map", "1:a"] : []),
+    ...languages.flatMap((language, i) => ["-map", `${i + 1}:a`, ...(language ? [`-metadata:s:a:${i}`, `language=${language}`] : [])]),
     ...ENCODERS[options.codec ?? (webm ? "vp9" : "h264")],
     "-pix_fmt",
     "yuv420p",

@@ -66,9 +66,9 @@ describe("buildTranscodeCommand", () => {
       "23",
       "-pix_fmt",
       "yuv420p",
-      "-c:a",
+      "-c:a:0",
       "aac",
-      "-b:a",
+      "-b:a:0",
       "128k",
       "-map_metadata",
       "-1",
@@ -127,11 +127,11 @@ describe("buildTranscodeCommand", () => {
         "1",
         "-pix_fmt",
         "yuv420p",
-        "-c:a",
+        "-c:a:0",
         "libopus",
-        "-b:a",
+        "-b:a:0",
         "128k",
-        "-ar",
+        "-ar:a:0",
         "48000",
         "-map_metadata",
         "-1",
@@ -170,7 +170,7 @@ describe("buildTranscodeCommand", () => {
     ]);
 
     const h265 = outputOf({ type: OutputType.MP4, video: [{ codec: VideoCodec.H265, h265: { profile: "main10", encoderPreset: "fast", crf: 24, gopSize: 60 } }] });
-    expect(h265.slice(h265.indexOf("-c:v"), h265.indexOf("-c:a"))).toEqual([
+    expect(h265.slice(h265.indexOf("-c:v"), h265.indexOf("-c:a:0"))).toEqual([
       "-c:v", "libx265", "-preset", "fast", "-crf", "24", "-profile:v", "main10", "-g", "60", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-pix_fmt", "yuv420p10le",
     ]);
 
@@ -243,29 +243,33 @@ describe("buildTranscodeCommand", () => {
       info,
     );
     expect(options.slice(2, 4)).toEqual(["-map", "0:a:1?"]);
-    expect(options.slice(options.indexOf("-c:a"), options.indexOf("-map_metadata"))).toEqual([
-      "-c:a", "eac3", "-b:a", "384k", "-ar", "48000", "-ac", "6", "-af", "loudnorm=I=-23:TP=-1:LRA=7",
+    expect(options.slice(options.indexOf("-c:a:0"), options.indexOf("-map_metadata"))).toEqual([
+      "-c:a:0", "eac3", "-b:a:0", "384k", "-ar:a:0", "48000", "-ac:a:0", "6", "-filter:a:0", "loudnorm=I=-23:TP=-1:LRA=7",
       "-metadata:s:a:0", "language=fra", "-metadata:s:a:0", "title=Français", "-disposition:a:0", "default",
     ]);
   });
 
   it("moves Opus and AC-3 to a sample rate they can encode", () => {
-    expect(valueAfter(outputOf({ type: OutputType.WEBM, video: [{ codec: VideoCodec.VP9 }], audio: [{ settings: { sampleRate: 44100 } }] }), "-ar")).toBe("48000");
-    expect(valueAfter(outputOf({ type: OutputType.MP4, video: [{ codec: VideoCodec.H264 }], audio: [{ settings: { codec: AudioCodec.AC3, sampleRate: 22050 } }] }), "-ar")).toBe("48000");
-    expect(valueAfter(outputOf({ type: OutputType.MP4, video: [{ codec: VideoCodec.H264 }], audio: [{ settings: { sampleRate: 44100 } }] }), "-ar")).toBe("44100");
+    expect(valueAfter(outputOf({ type: OutputType.WEBM, video: [{ codec: VideoCodec.VP9 }], audio: [{ settings: { sampleRate: 44100 } }] }), "-ar:a:0")).toBe("48000");
+    expect(valueAfter(outputOf({ type: OutputType.MP4, video: [{ codec: VideoCodec.H264 }], audio: [{ settings: { codec: AudioCodec.AC3, sampleRate: 22050 } }] }), "-ar:a:0")).toBe("48000");
+    expect(valueAfter(outputOf({ type: OutputType.MP4, video: [{ codec: VideoCodec.H264 }], audio: [{ settings: { sampleRate: 44100 } }] }), "-ar:a:0")).toBe("44100");
   });
 
-  it("throws UnsupportedOutputError for streaming or unspecified types and container/codec mismatches", () => {
-    for (const type of [OutputType.HLS, OutputType.DASH, OutputType.ADAPTIVE, OutputType.UNSPECIFIED]) {
-      const attempt = () => build({ type, video: [{ codec: VideoCodec.H264 }] });
-      expect(attempt).toThrow(UnsupportedOutputError);
-      try {
-        attempt();
-      } catch (err) {
-        expect((err as UnsupportedOutputError).code).toBe("OUTPUT_TYPE_UNSUPPORTED");
-        expect((err as UnsupportedOutputError).target?.file).toBe("/out/a.mp4");
-      }
+  it("throws UnsupportedOutputError for unspecified types, container/codec mismatches and settings not encoded yet", () => {
+    const attempt = () => build({ type: OutputType.UNSPECIFIED, video: [{ codec: VideoCodec.H264 }] });
+    expect(attempt).toThrow(UnsupportedOutputError);
+    try {
+      attempt();
+    } catch (err) {
+      expect((err as UnsupportedOutputError).code).toBe("OUTPUT_TYPE_UNSUPPORTED");
+      expect((err as UnsupportedOutputError).target).toMatchObject({ file: "/out/a.mp4" });
     }
+    expect(() => build({ type: OutputType.MP4, video: [{ codec: VideoCodec.H264, hdr: { mode: "hdr10" } }] })).toThrow(
+      expect.objectContaining({ code: "FEATURE_UNSUPPORTED", message: expect.stringContaining("video[0].hdr.mode") }),
+    );
+    expect(() => build({ type: OutputType.MKV, video: [{ codec: VideoCodec.H264 }], subtitleTracks: [{ operation: "convert", sourceStreamIndex: 0 }] })).toThrow(
+      expect.objectContaining({ code: "FEATURE_UNSUPPORTED", message: expect.stringContaining("subtitle_tracks") }),
+    );
     expect(() => build({ type: OutputType.WEBM, video: [{ codec: VideoCodec.H264 }] })).toThrow(expect.objectContaining({ code: "CODEC_UNSUPPORTED" }));
     expect(() => build({ type: OutputType.MOV, video: [{ codec: VideoCodec.AV1 }] })).toThrow(/mov cannot carry av1/);
     expect(() => build({ type: OutputType.WEBM, video: [{ codec: VideoCodec.VP9 }], audio: [{ settings: { codec: AudioCodec.AAC } }] })).toThrow(/webm cannot carry aac audio/);

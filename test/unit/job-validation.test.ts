@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { OutputType, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
+import { AudioCodec, OutputType, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobServiceCreateRequestSchema, ThumbnailMode } from "../../gen/rendition/v1/job_pb.js";
 import { checkCreateJobRequest } from "../../services/jobs/job.validation.js";
 
@@ -25,12 +25,32 @@ describe("Create cross-field rules", () => {
     expect(rules({ inputUrl: "https://x", outputs: [{ type: OutputType.MP4 }] })).toEqual(["outputs[0].video output.video_required"]);
     expect(rules({ inputUrl: "https://x", outputs: [{ preset: "h264_1080p_standard" }] })).toEqual([]);
     expect(rules({ inputUrl: "https://x", outputs: [{ type: OutputType.WEBM, video: [{ codec: VideoCodec.H264 }] }] })).toEqual([
-      "outputs[0].video[0].codec output.webm_codec",
+      "outputs[0].video[0].codec output.container_video_codec",
     ]);
     expect(rules({ inputUrl: "https://x", outputs: [{ type: OutputType.HLS, video: [{ codec: VideoCodec.H264 }, { codec: VideoCodec.H264 }] }] })).toEqual([]);
     expect(rules({ inputUrl: "https://x", outputs: [{ ...mp4, drm: { systems: ["widevine"], scheme: "cenc" } }] })).toEqual([
       "outputs[0].drm output.drm_streaming_only",
     ]);
+  });
+
+  it("refuses codecs the container cannot carry, with the field at fault", () => {
+    const out = (init: Record<string, unknown>) => rules({ inputUrl: "https://x", outputs: [init] });
+    expect(out({ type: OutputType.MOV, video: [{ codec: VideoCodec.VP9 }] })).toEqual(["outputs[0].video[0].codec output.container_video_codec"]);
+    expect(out({ type: OutputType.MOV, video: [{ codec: VideoCodec.H264 }], audio: [{ settings: { codec: AudioCodec.OPUS } }] })).toEqual([
+      "outputs[0].audio[0].settings.codec output.container_audio_codec",
+    ]);
+    expect(out({ type: OutputType.HLS, hls: { segmentFormat: "ts" }, video: [{ codec: VideoCodec.H264 }, { codec: VideoCodec.AV1 }] })).toEqual([
+      "outputs[0].video[1].codec output.container_video_codec",
+    ]);
+    expect(out({ type: OutputType.HLS, video: [{ codec: VideoCodec.AV1 }], audio: [{ settings: { codec: AudioCodec.OPUS } }] })).toEqual([]);
+    expect(out({ type: OutputType.ADAPTIVE, hls: { segmentFormat: "ts" }, video: [{ codec: VideoCodec.H264 }] })).toEqual(["outputs[0].hls.segment_format output.ts_hls_only"]);
+  });
+
+  it("needs a source for every subtitle track and at most one default audio track", () => {
+    expect(rules({ inputUrl: "https://x", outputs: [{ ...mp4, subtitleTracks: [{ operation: "convert" }, { operation: "extract", sourceStreamIndex: 0 }] }] })).toEqual([
+      "outputs[0].subtitle_tracks[0] subtitle.source_required",
+    ]);
+    expect(rules({ inputUrl: "https://x", outputs: [{ ...mp4, audio: [{ default: true }, { default: true }] }] })).toEqual(["outputs[0].audio output.single_default_audio"]);
   });
 
   it("checks templates and thumbnail modes", () => {

@@ -1,6 +1,6 @@
 import { blockedDestinationOf } from "../../services/net/network-guard.js";
 import { ObjectAccessDeniedError, ObjectNotFoundError, ObjectTooLargeError } from "../../services/storage/storage-driver.js";
-import type { UnsupportedOutputError } from "../ffmpeg/transcode.js";
+import { UnsupportedOutputError } from "../ffmpeg/transcode.js";
 import { MediaError } from "../ffmpeg/types.js";
 
 /**
@@ -50,4 +50,12 @@ export function classifyInputError(err: unknown, where: string): unknown {
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
   return String(err);
+}
+
+/** Why one output failed, as a PermanentFailure with a stable code. */
+export function toOutputFailure(err: unknown): PermanentFailure {
+  if (err instanceof PermanentFailure) return err;
+  if (err instanceof MediaError) return new PermanentFailure(err.code, err.message, { cause: err });
+  if (err instanceof UnsupportedOutputError) return new PermanentFailure(err.code, err.message, { cause: err });
+  return new PermanentFailure("ENCODE_FAILED", describeError(err), { cause: err });
 }

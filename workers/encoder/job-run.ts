@@ -1,8 +1,9 @@
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { create, toJson } from "@bufbuild/protobuf";
 import { OutputType } from "../../gen/rendition/v1/common_pb.js";
+import { contentTypeOf } from "../../services/jobs/output-formats.js";
 import { InputMetadataSchema, type InputMetadata } from "../../gen/rendition/v1/job_pb.js";
 import type { JobRepository } from "../../services/jobs/job.repository.js";
 import type { JobRunRepository, Lease } from "../../services/jobs/job-run.repository.js";
@@ -11,15 +12,17 @@ import type { NetworkGuard } from "../../services/net/network-guard.js";
 import type { OriginManager } from "../../services/origins/origin.service.js";
 import { microsToMinor } from "../../services/pricing/pricing.js";
 import type { JobEventBus } from "../../services/queue/event-bus.js";
-import { enumWord } from "../../services/common/enums.js";
 import { NotFoundError, FailedPreconditionError } from "../../services/common/errors.js";
 import { createStorageDriver, joinObjectPath, ObjectAccessDeniedError, ObjectNotFoundError, type StorageDriver } from "../../services/storage/storage-driver.js";
+import { INPUT_SAFETY_OPTIONS } from "../ffmpeg/command.js";
 import { mp4DurationMs } from "../ffmpeg/mp4-duration.js";
 import { buildThumbnailPlan } from "../ffmpeg/thumbnails.js";
-import { buildTranscodeCommand, checkTarget, isProgressive, UnsupportedOutputError } from "../ffmpeg/transcode.js";
-import { MediaError, type InputLimits, type MediaInfo, type MediaTools, type TranscodeTarget } from "../ffmpeg/types.js";
+import { buildTranscodeCommand, streamRenditions, UnsupportedOutputError } from "../ffmpeg/transcode.js";
+import { isStreamTarget, MediaError, type InputLimits, type MediaInfo, type MediaTools, type StreamTarget } from "../ffmpeg/types.js";
+import { packageStream } from "../packaging/package-stream.js";
 import { actualCostMicros, estimateCosts } from "./costs.js";
-import { classifyInputError, describeError, PermanentFailure } from "./failure.js";
+import { classifyInputError, describeError, PermanentFailure, toOutputFailure } from "./failure.js";
+import { planOutputs, type OutputPlan, type PlannedOutput } from "./output-plan.js";
 import { inputSource, type DirectInputCredentials } from "./input.js";
 
 export interface JobRunSettings {
@@ -47,17 +50,6 @@ export class LeaseLostError extends Error {
   override name = "LeaseLostError";
 }
 
-interface OutputPlan {
-  runnable: Array<{ output: JobOutputRecord; target: TranscodeTarget }>;
-  failures: Map<string, PermanentFailure>;
-}
-
-/** An encoded output waiting for upload. */
-interface Encoded {
-  output: JobOutputRecord;
-  file: string;
-}
-
 interface Timings {
   queueDurationMs: number;
   probeDurationMs: number;
@@ -65,33 +57,6 @@ interface Timings {
   uploadDurationMs: number;
   totalDurationMs: number;
   attempts: number;
-}
-
-const CONTENT_TYPES: Record<string, string> = {
-  mp4: "video/mp4",
-  webm: "video/webm",
-  mkv: "video/x-matroska",
-  mov: "video/quicktime",
-  jpg: "image/jpeg",
-  png: "image/png",
-  webp: "image/webp",
-  vtt: "text/vtt",
-};
-
-function contentTypeOf(file: string): string {
-  return CONTENT_TYPES[file.slice(file.lastIndexOf(".") + 1)] ?? "application/octet-stream";
-}
-
-/** What keeps a progressive output from being encoded by this build; undefined when it can be. */
-function unsupportedReason(output: JobOutputRecord): PermanentFailure | undefined {
-  const spec = output.spec;
-  if (!isProgressive(spec.type)) {
-    return new PermanentFailure("OUTPUT_TYPE_UNSUPPORTED", `${OutputType[spec.type]} outputs are not supported by this version's encoder yet; use mp4, webm, mkv or mov`);
-  }
-  if (spec.subtitleTracks.length > 0) return new PermanentFailure("FEATURE_UNSUPPORTED", "subtitle tracks are not supported by this version's encoder yet");
-  if (spec.contentAware?.mode) return new PermanentFailure("FEATURE_UNSUPPORTED", "content-aware encoding is not supported by this version's encoder yet");
-  if (spec.drm?.systems.length) return new PermanentFailure("FEATURE_UNSUPPORTED", "DRM is not supported by this version's encoder yet");
-  return undefined;
 }
 
 function toInputMetadata(info: MediaInfo): InputMetadata {
@@ -115,10 +80,25 @@ function toInputMetadata(info: MediaInfo): InputMetadata {
   });
 }
 
+/** An encoded output waiting for delivery. */
+type Encoded = PlannedOutput;
+
+/** What one output delivered: the URL its output_url names, the manifests, the bytes stored. */
+interface Delivered {
+  url: string;
+  manifestUrls: string[];
+  bytes: number;
+  durationMs: number;
+}
+
+/** Segments uploaded at once: enough to hide a store's latency, few enough for one worker. */
+const UPLOAD_CONCURRENCY = 4;
+
 /**
  * Carries one job from wherever it is (pending, probing, processing) as far as it can go under
  * one lease: probe and estimate, pause for confirmation, encode, thumbnails, upload, finish.
- * Every write is a compare-and-set on the lease; losing it throws LeaseLostError.
+ * Every write is a named compare-and-set on the lease (JobRunRepository); losing the lease
+ * throws LeaseLostError.
  */
 export class JobRun {
   private job!: JobRecord;
@@ -142,7 +122,7 @@ export class JobRun {
     } catch (err) {
       // Keep what this attempt measured (attempts, probe time...) on the row before the worker
       // decides what the failure means; a lost lease refuses the write, as it should.
-      if (this.timings && !this.signal.aborted) await this.write({ execution: JSON.stringify(this.timings) }).catch(() => {});
+      if (this.timings && !this.signal.aborted) await this.deps.runs.saveExecution(this.lease, this.timings).catch(() => {});
       throw err;
     }
   }
@@ -160,63 +140,47 @@ export class JobRun {
 
     const input = join(this.tmpDir, "input");
     if (this.job.status === "pending" || this.job.status === "probing") {
-      await this.setStatus("probing", {});
-      const started = Date.now();
-      const info = await this.fetchAndProbe(input);
-      this.timings.probeDurationMs += Date.now() - started;
+      await this.held(this.deps.runs.startProbe(this.lease, this.timings));
+      await this.statusChanged("probing");
+      const info = await this.timedProbe(input);
       const costs = estimateCosts(this.job, info);
-      const now = new Date();
-      const patch = {
-        input_metadata: JSON.stringify(toJson(InputMetadataSchema, toInputMetadata(info))),
-        estimated_cost_minor: costs.total,
-        probed_at: now,
-        execution: JSON.stringify(this.timings),
+      const probe = {
+        inputMetadata: toJson(InputMetadataSchema, toInputMetadata(info)),
+        estimatedCostMinor: costs.total,
+        outputCostsMinor: this.job.outputs.map((o, i): [string, number] => [o.id, costs.outputs[i]!]),
+        execution: this.timings,
+        probedAt: new Date(),
       };
-      const outputs = this.job.outputs.map((o, i): [string, { estimated_cost_minor: number }] => [o.id, { estimated_cost_minor: costs.outputs[i]! }]);
       if (this.job.delayedStart) {
         // Paused with the estimate; Confirm queues the encode. The input is fetched again then.
         // Probing is not an attempt at the encode, so the claim is given back.
         this.timings.attempts -= 1;
-        await this.setStatus("awaiting_confirmation", { ...patch, execution: JSON.stringify(this.timings), lease_owner: "", lease_expires_at: null }, outputs, {
-          refundClaim: true,
-        });
+        await this.held(this.deps.runs.recordProbe(this.lease, probe, { pause: true }));
+        await this.statusChanged("awaiting_confirmation");
         return;
       }
       // One write: the estimate, the status, and which outputs are now being encoded.
-      const plan = this.planOutputs(info);
-      const encoding = new Set(plan.runnable.map((r) => r.output.id));
-      await this.setStatus(
-        "processing",
-        { ...patch, started_at: now },
-        outputs.map(([id, costs]) => [id, encoding.has(id) ? { ...costs, status: "processing" } : costs]),
-      );
+      const plan = await this.plan(info);
+      await this.held(this.deps.runs.recordProbe(this.lease, probe, { pause: false, encoding: plan.runnable.map((r) => r.output.id) }));
+      await this.statusChanged("processing");
       await this.encodeAndDeliver(input, info, plan);
     } else if (this.job.status === "processing") {
-      const started = Date.now();
-      const info = await this.fetchAndProbe(input);
-      this.timings.probeDurationMs += Date.now() - started;
-      const plan = this.planOutputs(info);
-      await this.write(this.job.startedAt ? {} : { started_at: new Date() }, plan.runnable.map(({ output }) => [output.id, { status: "processing" }]));
+      const info = await this.timedProbe(input);
+      const plan = await this.plan(info);
+      await this.held(this.deps.runs.startEncoding(this.lease, plan.runnable.map((r) => r.output.id), this.job.startedAt ? undefined : new Date()));
       await this.encodeAndDeliver(input, info, plan);
     }
   }
 
-  /** Which unfinished outputs this build can encode from this input; the others fail alone, with why. */
-  private planOutputs(info: MediaInfo): OutputPlan {
-    const failures = new Map<string, PermanentFailure>();
-    const runnable: OutputPlan["runnable"] = [];
-    for (const output of this.job.outputs.filter((o) => o.status === "pending" || o.status === "processing")) {
-      const target = { spec: output.spec, file: join(this.tmpDir, `${output.id}.${enumWord(OutputType, output.spec.type)}`) };
-      try {
-        const reason = unsupportedReason(output);
-        if (reason) throw reason;
-        checkTarget(target, info); // a setting this input or container cannot take fails its output alone
-        runnable.push({ output, target });
-      } catch (err) {
-        failures.set(output.id, toOutputFailure(err));
-      }
-    }
-    return { runnable, failures };
+  private async timedProbe(input: string): Promise<MediaInfo> {
+    const started = Date.now();
+    const info = await this.fetchAndProbe(input);
+    this.timings.probeDurationMs += Date.now() - started;
+    return info;
+  }
+
+  private async plan(info: MediaInfo): Promise<OutputPlan> {
+    return planOutputs(this.job.outputs, info, this.tmpDir, await this.deps.tools.capabilities());
   }
 
   private async fetchAndProbe(file: string): Promise<MediaInfo> {
@@ -260,7 +224,7 @@ export class JobRun {
       const thumbnails = await this.thumbnails(input, info, driver, basePath);
       this.timings.encodeDurationMs += Date.now() - encodeStarted - thumbnails.uploadMs;
       const uploadStarted = Date.now();
-      await this.upload(encoded, info, driver, basePath);
+      await this.upload(encoded, info, driver, basePath, failures);
       this.timings.uploadDurationMs += Date.now() - uploadStarted + thumbnails.uploadMs;
       await this.finish(failures, thumbnails.failed);
     } finally {
@@ -269,26 +233,29 @@ export class JobRun {
   }
 
   /**
-   * Encodes every runnable output in one ffmpeg run (one decode). If that run fails and there
-   * were several outputs, each is tried alone, so one bad setting fails only its own output.
+   * Encodes every runnable output in one ffmpeg run (one decode, whole ladders included). If
+   * that run fails and there were several outputs, each is tried alone, so one bad setting fails
+   * only its own output.
    */
-  private async encode(
-    input: string,
-    info: MediaInfo,
-    runnable: Array<{ output: JobOutputRecord; target: TranscodeTarget }>,
-    failures: Map<string, PermanentFailure>,
-  ): Promise<Encoded[]> {
+  private async encode(input: string, info: MediaInfo, runnable: PlannedOutput[], failures: Map<string, PermanentFailure>): Promise<Encoded[]> {
     if (runnable.length === 0) return [];
     const timeoutMs = Math.max(this.deps.settings.encodeTimeoutMinMs, info.durationMs * 20);
-    const run = async (group: typeof runnable): Promise<Encoded[]> => {
-      const command = buildTranscodeCommand({ file: input, info }, group.map((r) => r.target));
+    const capabilities = await this.deps.tools.capabilities();
+    const run = async (group: PlannedOutput[]): Promise<Encoded[]> => {
+      const command = buildTranscodeCommand({ file: input, info }, group.map((r) => r.target), { capabilities });
+      // The hls muxer writes into existing directories only; a retried output starts clean.
+      for (const { target } of group) {
+        if (!isStreamTarget(target)) continue;
+        await rm(target.dir, { recursive: true, force: true });
+        for (const rendition of streamRenditions(target, info)) await mkdir(rendition.dir, { recursive: true });
+      }
       await this.deps.tools.run(command, {
         signal: this.signal,
         timeoutMs,
         durationMs: info.durationMs,
         onProgress: (fraction) => this.onEncodeProgress(fraction, group.map((r) => r.output.id)),
       });
-      return group.map(({ output, target }) => ({ output, file: target.file }));
+      return group;
     };
     try {
       return await run(runnable);
@@ -358,32 +325,79 @@ export class JobRun {
         for (const file of files) urls.push((await this.put(driver, file, joinObjectPath(basePath, thumb.path, basename(file)))).url);
         const storyboardUrl = plan.storyboard ? (await this.put(driver, plan.storyboard.file, joinObjectPath(basePath, thumb.path, basename(plan.storyboard.file)))).url : "";
         uploadMs += Date.now() - started;
-        await this.write({}, [], [[thumb.id, { status: "completed", urls: JSON.stringify(urls), storyboard_url: storyboardUrl }]]);
+        await this.held(this.deps.runs.completeThumbnail(this.lease, thumb.id, { urls, storyboardUrl }));
       } catch (err) {
         this.signal.throwIfAborted();
         if (err instanceof LeaseLostError) throw err;
         if (!(err instanceof MediaError)) throw err; // storage trouble: retry the job
         failed++;
-        await this.write({}, [], [[thumb.id, { status: "failed", error_message: err.message }]]);
+        await this.held(this.deps.runs.failThumbnail(this.lease, thumb.id, err.message));
       }
     }
     return { failed, uploadMs };
   }
 
-  private async upload(encoded: Encoded[], info: MediaInfo, driver: StorageDriver, basePath: string): Promise<void> {
+  /**
+   * Delivers each encoded output as a whole: one file, or a segmented output's artifact set
+   * (segments first, the manifests naming them last, so a visible master playlist means
+   * everything it names is there). An output whose manifests cannot be written fails alone.
+   */
+  private async upload(encoded: Encoded[], info: MediaInfo, driver: StorageDriver, basePath: string, failures: Map<string, PermanentFailure>): Promise<void> {
     let done = 0;
-    for (const { output, file } of encoded) {
-      const [durationMs, { bytes: size, url }] = await Promise.all([this.durationOf(output, file), this.put(driver, file, joinObjectPath(basePath, output.path))]);
-      const micros = actualCostMicros(this.job, output.spec, info, durationMs);
+    for (const { output, target } of encoded) {
+      let delivered: Delivered;
+      try {
+        delivered = isStreamTarget(target) ? await this.deliverStream(output, target, info, driver, basePath) : await this.deliverFile(output, target.file, driver, basePath);
+      } catch (err) {
+        this.signal.throwIfAborted();
+        if (!(err instanceof MediaError)) throw err;
+        failures.set(output.id, toOutputFailure(err));
+        continue;
+      }
+      const micros = actualCostMicros(this.job, output.spec, info, delivered.durationMs);
       const cost = microsToMinor(micros);
       done++;
-      await this.write({ progress: 90 + Math.floor((done / encoded.length) * 10) - 1 }, [
-        [output.id, { status: "completed", output_url: url, file_size_bytes: size, duration_ms: durationMs, progress: 100, actual_cost_minor: cost, error_code: "", error_message: "" }],
-      ]);
+      await this.held(this.deps.runs.completeOutput(this.lease, output.id, { ...delivered, actualCostMinor: cost }, 90 + Math.floor((done / encoded.length) * 10) - 1));
       output.status = "completed";
       output.actualCostMinor = String(cost);
       this.actualMicros.set(output.id, micros);
     }
+  }
+
+  private async deliverFile(output: JobOutputRecord, file: string, driver: StorageDriver, basePath: string): Promise<Delivered> {
+    const [durationMs, { bytes, url }] = await Promise.all([this.durationOf(output, file), this.put(driver, file, joinObjectPath(basePath, output.path))]);
+    return { url, manifestUrls: [], bytes, durationMs };
+  }
+
+  private async deliverStream(output: JobOutputRecord, target: StreamTarget, info: MediaInfo, driver: StorageDriver, basePath: string): Promise<Delivered> {
+    let artifacts;
+    try {
+      artifacts = await packageStream(target, streamRenditions(target, info), info, {
+        remuxToMp4: (segment, mp4) => this.deps.tools.run(remuxCommand(segment, mp4), { signal: this.signal, timeoutMs: 60_000 }),
+      });
+    } catch (err) {
+      this.signal.throwIfAborted();
+      if (err instanceof MediaError) throw err;
+      throw new MediaError("ENCODE_FAILED", `the encoded renditions could not be packaged: ${describeError(err)}`, { cause: err });
+    }
+    const urls = new Map<string, string>();
+    let bytes = 0;
+    const queue = [...artifacts.files];
+    const segmentsFirst = queue.filter((f) => !artifacts.manifests.includes(f.relative));
+    const manifestsLast = queue.filter((f) => artifacts.manifests.includes(f.relative));
+    for (const batch of [segmentsFirst, manifestsLast]) {
+      const pending = [...batch];
+      await Promise.all(
+        Array.from({ length: Math.min(UPLOAD_CONCURRENCY, pending.length) }, async () => {
+          for (let file = pending.shift(); file; file = pending.shift()) {
+            const put = await this.put(driver, file.local, joinObjectPath(basePath, output.path, file.relative));
+            bytes += put.bytes;
+            urls.set(file.relative, put.url);
+          }
+        }),
+      );
+    }
+    return { url: urls.get(artifacts.primary)!, manifestUrls: artifacts.manifests.map((m) => urls.get(m)!), bytes, durationMs: artifacts.durationMs };
   }
 
   /**
@@ -418,58 +432,42 @@ export class JobRun {
   }
 
   private async finish(failures: Map<string, PermanentFailure>, failedThumbnails: number): Promise<void> {
-    const outputs: Array<[string, Record<string, unknown>]> = [...failures].map(([id, f]) => [id, { status: "failed", error_code: f.code, error_message: f.message, progress: 0 }]);
     const completed = this.job.outputs.filter((o) => o.status === "completed");
-    const status: JobStatusName = failures.size === 0 && failedThumbnails === 0 ? "completed" : completed.length > 0 ? "partial" : "failed";
+    const status: JobStatusName & ("completed" | "partial" | "failed") = failures.size === 0 && failedThumbnails === 0 ? "completed" : completed.length > 0 ? "partial" : "failed";
     const firstFailure = [...failures.values()][0];
     const now = new Date();
     this.timings.totalDurationMs = now.getTime() - this.job.createdAt.getTime();
     // Rounded once: outputs finished by this run at their exact price, earlier runs' at theirs.
     const actual = microsToMinor(completed.reduce((sum, o) => sum + (this.actualMicros.get(o.id) ?? Number(o.actualCostMinor ?? 0) * 10_000), 0));
-    await this.setStatus(
-      status,
-      {
-        progress: 100,
-        completed_at: now,
-        actual_cost_minor: actual,
-        execution: JSON.stringify(this.timings),
-        error_code: status === "failed" ? (firstFailure?.code ?? "") : "",
-        error_message: status === "failed" ? (firstFailure?.message ?? "") : "",
-        lease_owner: "",
-        lease_expires_at: null,
-      },
-      outputs as never,
+    await this.held(
+      this.deps.runs.finish(this.lease, {
+        status,
+        failedOutputs: [...failures].map(([id, f]) => [id, { code: f.code, message: f.message }]),
+        actualCostMinor: actual,
+        execution: this.timings,
+        error: status === "failed" && firstFailure ? { code: firstFailure.code, message: firstFailure.message } : undefined,
+        completedAt: now,
+      }),
     );
+    await this.statusChanged(status, 100);
   }
 
-  private async write(
-    patch: Parameters<JobRunRepository["update"]>[1],
-    outputs: Array<[string, Record<string, unknown>]> = [],
-    thumbnails: Array<[string, Record<string, unknown>]> = [],
-    options: { refundClaim?: boolean } = {},
-  ): Promise<void> {
-    const ok = await this.deps.runs.update(this.lease, patch, { outputs: outputs as never, thumbnails: thumbnails as never, ...options });
-    if (!ok) throw new LeaseLostError(`job ${this.job.id} was canceled or taken over by another worker`);
+  /** A lease write's answer: false means the lease is gone (Cancel, or another worker took over). */
+  private async held(write: Promise<boolean>): Promise<void> {
+    if (!(await write)) throw new LeaseLostError(`job ${this.job.id} was canceled or taken over by another worker`);
   }
 
-  private async setStatus(
-    status: JobStatusName,
-    patch: Parameters<JobRunRepository["update"]>[1],
-    outputs: Array<[string, Record<string, unknown>]> = [],
-    options: { refundClaim?: boolean } = {},
-  ): Promise<void> {
-    const unchanged = this.job.status === status;
-    await this.write({ ...patch, status }, outputs, [], options);
+  /** Tells watchers about a status the run has just written. */
+  private async statusChanged(status: JobStatusName, progress = this.job.progress): Promise<void> {
+    if (this.job.status === status) return;
     this.job.status = status;
-    if (unchanged) return;
-    await this.deps.events.publish({
-      jobId: this.job.id,
-      organizationId: this.job.organizationId,
-      kind: "status",
-      status,
-      progress: typeof patch.progress === "number" ? patch.progress : this.job.progress,
-    });
+    await this.deps.events.publish({ jobId: this.job.id, organizationId: this.job.organizationId, kind: "status", status, progress });
   }
+}
+
+/** Copies a segment's streams into an mp4 (no re-encode) so its sample entries can be read. */
+function remuxCommand(segment: string, mp4: string) {
+  return { global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"], inputs: [{ options: [...INPUT_SAFETY_OPTIONS], file: segment }], outputs: [{ options: ["-map", "0", "-c", "copy", "-f", "mp4"], file: mp4 }] };
 }
 
 function emptyTimings(): Timings {
@@ -482,11 +480,4 @@ function originFailure(err: unknown, what: string): unknown {
     return new PermanentFailure("ORIGIN_UNAVAILABLE", `${what} cannot be used: ${describeError(err)}`, { cause: err });
   }
   return err;
-}
-
-function toOutputFailure(err: unknown): PermanentFailure {
-  if (err instanceof PermanentFailure) return err;
-  if (err instanceof MediaError) return new PermanentFailure(err.code, err.message, { cause: err });
-  if (err instanceof UnsupportedOutputError) return new PermanentFailure(err.code, err.message, { cause: err });
-  return new PermanentFailure("ENCODE_FAILED", describeError(err), { cause: err });
 }

@@ -7,7 +7,8 @@ import type { LocatedMediaTools } from "./binaries.js";
 import { INPUT_SAFETY_OPTIONS, absoluteFile, flattenCommand } from "./command.js";
 import { formatDuration, parseProbe } from "./probe.js";
 import { ProgressTracker } from "./progress.js";
-import { MediaError, type FfmpegCommand, type InputLimits, type MediaInfo, type MediaTools, type RunOptions } from "./types.js";
+import { detectCapabilities } from "./capabilities.js";
+import { MediaError, type FfmpegCapabilities, type FfmpegCommand, type InputLimits, type MediaInfo, type MediaTools, type RunOptions } from "./types.js";
 
 const PROBE_TIMEOUT_MS = 60_000;
 /** ffprobe's JSON for a file with many streams is large; past this it is not an input we want. */
@@ -30,7 +31,15 @@ interface FluentInternals {
 
 /** The MediaTools adapter: ffmpeg runs through fluent-ffmpeg, ffprobe through execFile. */
 export function createMediaTools(located: LocatedMediaTools): MediaTools {
+  let capabilities: Promise<FfmpegCapabilities> | undefined;
   return {
+    capabilities: () => {
+      const cached = capabilities ?? detectCapabilities(located.ffmpegPath, located.launcher);
+      // A failed listing is asked again next time rather than cached.
+      if (!capabilities) cached.catch(() => (capabilities = undefined));
+      capabilities = cached;
+      return cached;
+    },
     ffmpegPath: located.ffmpegPath,
     ffprobePath: located.ffprobePath,
     description: located.description,

@@ -1,4 +1,7 @@
 import type { OutputSpec } from "../../gen/rendition/v1/job_pb.js";
+import type { FfmpegCapabilities } from "./capabilities.js";
+
+export type { FfmpegCapabilities };
 
 /** What ffprobe told us about an input, already checked against the limits. */
 export interface MediaInfo {
@@ -69,6 +72,21 @@ export interface TranscodeTarget {
   file: string;
 }
 
+/**
+ * One segmented output (hls, dash, adaptive) to encode: its resolved spec and the local
+ * directory its renditions are written under (`<dir>/v0/…`, `<dir>/a0/…`, see `streamRenditions`).
+ */
+export interface StreamTarget {
+  spec: OutputSpec;
+  dir: string;
+}
+
+export type EncodeTarget = TranscodeTarget | StreamTarget;
+
+export function isStreamTarget(target: EncodeTarget): target is StreamTarget {
+  return "dir" in target;
+}
+
 /** The images (and storyboard) one thumbnail spec produces, as local files in `dir`. */
 export interface ThumbnailPlan {
   commands: FfmpegCommand[];
@@ -93,6 +111,7 @@ export interface RunOptions {
   onStart?: (child: { pid: number; argv: string[] }) => void;
 }
 
+
 /** The adapter the encoder uses; the only place that starts ffmpeg/ffprobe processes. */
 export interface MediaTools {
   readonly ffmpegPath: string;
@@ -103,4 +122,6 @@ export interface MediaTools {
   probe(file: string, limits: InputLimits, options?: { signal?: AbortSignal }): Promise<MediaInfo>;
   /** Runs one command. Rejects with MediaError (ENCODE_FAILED with ffmpeg's last stderr lines, ENCODE_TIMEOUT) or the signal's AbortError; the process is always gone when it settles. */
   run(command: FfmpegCommand, options?: RunOptions): Promise<void>;
+  /** Asked once of the binary, then cached. */
+  capabilities(): Promise<FfmpegCapabilities>;
 }
