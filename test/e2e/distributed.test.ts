@@ -1,6 +1,7 @@
 /**
  * The distributed set-up as an operator runs it: one `api` process and two `worker` processes
  * on PostgreSQL + NATS JetStream, reading from and writing to an S3-compatible server (s3rver).
+ * An HLS ladder written to S3 is played by hls.js in headless Chromium straight from the bucket.
  */
 import { execFileSync } from "node:child_process";
 import https from "node:https";
@@ -12,7 +13,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutBucketCorsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { Parser as M3u8Parser } from "m3u8-parser";
 import { JobStatus, OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobService, OutputStatus, ThumbnailMode, WatchEvent, type Job } from "../../gen/rendition/v1/job_pb.js";
 import { OriginPermission, OriginService } from "../../gen/rendition/v1/origin_pb.js";
@@ -21,6 +23,7 @@ import { natsWorkQueueNames } from "../../services/queue/nats-work-queue.js";
 import { authHeaders } from "../support/api-harness.js";
 import { createEmptyDatabase } from "../support/database.js";
 import { ffprobeJson, generateClip } from "../support/media.js";
+import { launchPlayerBrowser, playStream, serveDirectory } from "../support/players.js";
 import { isAlive, killAllChildren, spawnRendition, type RenditionProcess } from "../support/process.js";
 import { startS3Server, type S3TestServer } from "../support/s3-server.js";
 
@@ -54,10 +57,28 @@ async function waitFor(id: string, done: (job: Job) => boolean, timeoutMs = 90_0
   }
 }
 
-async function download(url: string, file: string): Promise<string> {
+/** s3://bucket/key → [bucket, key]. */
+function s3Location(url: string): [string, string] {
   const match = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
   if (!match) throw new Error(`not an s3 URL: ${url}`);
-  const object = await s3client.send(new GetObjectCommand({ Bucket: match[1], Key: match[2] }));
+  return [match[1]!, match[2]!];
+}
+
+async function readText(bucket: string, key: string): Promise<string> {
+  const object = await s3client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return object.Body!.transformToString();
+}
+
+function parsePlaylist(text: string) {
+  const parser = new M3u8Parser();
+  parser.push(text);
+  parser.end();
+  return parser.manifest;
+}
+
+async function download(url: string, file: string): Promise<string> {
+  const [bucket, key] = s3Location(url);
+  const object = await s3client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   writeFileSync(file, Buffer.from(await object.Body!.transformToByteArray()));
   return file;
 }
@@ -181,6 +202,111 @@ describe("api and workers as separate processes", () => {
     expect(job!.thumbnails[0]!.urls.length).toBeGreaterThanOrEqual(2);
     expect(job!.thumbnails[0]!.urls[0]).toMatch(new RegExp(`^s3://${BUCKET}/renders/`));
   });
+
+  it("writes an HLS ladder to S3 that hls.js plays to the end straight from the bucket", async () => {
+    const clip = join(dataDir, "stream.mp4");
+    // Hard cuts every 1.3 s: keyframes must still land on the 2 s segment grid only.
+    await generateClip(clip, { durationS: 6, width: 320, height: 180, fps: 30, audio: true, sceneCutEveryS: 1.3 });
+    await s3client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "uploads/stream.mp4", Body: readFileSync(clip) }));
+    const { job: created } = await jobs.create({
+      inputOriginId,
+      inputPath: "stream.mp4",
+      outputOriginId,
+      outputs: [{
+        type: OutputType.HLS,
+        video: [{ codec: VideoCodec.H264, height: 180, quality: Quality.ECONOMY }, { codec: VideoCodec.H264, height: 144, quality: Quality.ECONOMY }],
+        segments: { durationSeconds: 2 },
+      }],
+    });
+    const job = await waitFor(created!.id, (j) => j.status >= JobStatus.COMPLETED, 120_000);
+    expect(job.status, `${job.errorCode}: ${job.errorMessage}\n${workers.map((w) => w.stderr).join("\n")}`).toBe(JobStatus.COMPLETED);
+    const output = job.outputs[0]!;
+    expect(output.status).toBe(OutputStatus.COMPLETED);
+    const prefix = `renders/${output.path}/`;
+    expect(output.outputUrl).toBe(`s3://${BUCKET}/${prefix}master.m3u8`);
+
+    // What the playlists name, read back through the S3 API.
+    const master = parsePlaylist(await readText(...s3Location(output.outputUrl)));
+    const variants: string[] = master.playlists.map((p: { uri: string }) => p.uri);
+    const audio: Array<{ uri: string; default: boolean }> = Object.values(master.mediaGroups.AUDIO ?? {}).flatMap((group) => Object.values(group as object));
+    expect(master.playlists.map((p: { attributes: { RESOLUTION: { height: number } } }) => p.attributes.RESOLUTION.height)).toEqual([180, 144]);
+    expect(audio.length).toBeGreaterThan(0);
+    expect(output.manifestUrls).toEqual([output.outputUrl, ...[...variants, ...audio.map((a) => a.uri)].map((uri) => `s3://${BUCKET}/${prefix}${uri}`)]);
+    const media = new Map<string, string[]>(); // media playlist → its init segment and segments, relative to the master
+    for (const uri of [...variants, ...audio.map((a) => a.uri)]) {
+      const playlist = parsePlaylist(await readText(BUCKET, prefix + uri));
+      const dir = uri.slice(0, uri.lastIndexOf("/") + 1);
+      const segments: string[] = playlist.segments.map((s: { uri: string }) => dir + s.uri);
+      expect(playlist.segments[0].map?.uri, uri).toBe("init.mp4");
+      const durations: number[] = playlist.segments.map((s: { duration: number }) => s.duration);
+      // Video on the 2 s grid; audio on AAC frame boundaries (1024 samples), so a few ms off it.
+      if (variants.includes(uri)) expect(durations, uri).toEqual([2, 2, 2]);
+      expect(durations.reduce((a, b) => a + b, 0), uri).toBeCloseTo(6, 1);
+      media.set(uri, [dir + playlist.segments[0].map.uri, ...segments]);
+    }
+
+    // Every object is there with its content type, and nothing else is.
+    const typeOf = (key: string) => (key.endsWith(".m3u8") ? "application/vnd.apple.mpegurl" : "video/mp4");
+    const expected = ["master.m3u8", ...media.keys(), ...[...media.values()].flat()].sort();
+    let stored = 0;
+    for (const relative of expected) {
+      const head = await s3client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: prefix + relative }));
+      expect([relative, head.ContentType]).toEqual([relative, typeOf(relative)]);
+      stored += head.ContentLength!;
+    }
+    const listed = await s3client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }));
+    expect(listed.Contents!.map((o) => o.Key!.slice(prefix.length)).sort()).toEqual(expected);
+    expect(Number(output.fileSizeBytes)).toBe(stored);
+    // Segments were uploaded before any playlist, so a playlist never names a missing object.
+    const puts = s3.requests.filter((r) => r.startsWith(`PUT /${BUCKET}/${prefix}`)).map((r) => r.split(" ")[1]!.split("?")[0]!.slice(`/${BUCKET}/${prefix}`.length));
+    expect([...puts].sort()).toEqual(expected);
+    const firstPlaylist = puts.findIndex((key) => key.endsWith(".m3u8"));
+    expect(puts.slice(firstPlaylist).every((key) => key.endsWith(".m3u8")), puts.join(" ")).toBe(true);
+
+    // Played from s3rver itself: the page comes from a local server, the manifest URL is the
+    // object's path-style URL on s3rver, read anonymously (s3rver enforces no ACL or policy; on AWS
+    // this needs a public-read bucket policy or a CDN in front). The segments' relative URIs
+    // resolve against it, so every request goes to the bucket. Cross-origin, so the bucket needs CORS.
+    const pageRoot = mkdtempSync(join(dataDir, "pages-"));
+    const [pages, browser] = await Promise.all([serveDirectory(pageRoot), launchPlayerBrowser()]);
+    try {
+      const base = `${s3.endpoint}/${BUCKET}/${prefix}`;
+      const manifestUrl = `${base}master.m3u8`;
+      // Without a CORS configuration on the bucket the browser gets nothing: the page really asks s3rver.
+      const blocked = await playStream(browser, { player: "hls.js", pageUrl: pages.url, manifestUrl, timeoutMs: 15_000 });
+      expect(blocked.ended).toBe(false);
+      expect(blocked.errors.join("\n")).toContain(`manifestLoadError ${manifestUrl}`);
+      await s3client.send(new PutBucketCorsCommand({
+        Bucket: BUCKET,
+        CORSConfiguration: { CORSRules: [{ AllowedOrigins: [pages.url], AllowedMethods: ["GET", "HEAD"], AllowedHeaders: ["*"], ExposeHeaders: ["Content-Length", "Content-Range"] }] },
+      }));
+
+      const defaultAudio = audio.find((a) => a.default) ?? audio[0]!;
+      // Ascending bitrate, as hls.js lists them: 144p, then 180p.
+      for (const [rendition, [width, height, playlist]] of ([[256, 144, variants[1]!], [320, 180, variants[0]!]] as const).entries()) {
+        const s3Seen = s3.requests.length;
+        const result = await playStream(browser, { player: "hls.js", pageUrl: pages.url, manifestUrl, rendition });
+        // The checks of expectPlays in test/integration/streaming.test.ts.
+        expect(result.errors).toEqual([]);
+        expect(result.ended).toBe(true);
+        expect(result.maxCurrentTime).toBeGreaterThan(result.duration - 0.5);
+        expect(result.playedRenditions).toEqual([rendition]);
+        expect(result.duration).toBeCloseTo(6, 0);
+        expect(result.videoSizes).toEqual([{ width, height }]);
+        // What the page fetched besides itself and the player came from the bucket, and s3rver answered each.
+        const fetched = result.requests.filter((r) => !r.url.startsWith(`${pages.url}/__players/`));
+        expect(fetched.filter((r) => !r.url.startsWith(base) || r.status !== 200 || r.method !== "GET")).toEqual([]);
+        const wanted = ["master.m3u8", playlist, ...media.get(playlist)!, defaultAudio.uri, ...media.get(defaultAudio.uri)!];
+        expect(fetched.map((r) => r.url.slice(base.length))).toEqual(expect.arrayContaining(wanted));
+        const served = s3.requests.slice(s3Seen).filter((r) => r.startsWith("GET ")).map((r) => r.slice(`GET /${BUCKET}/${prefix}`.length));
+        expect(served).toEqual(expect.arrayContaining(wanted));
+        expect(pages.requests.map((r) => r.path).filter((p) => !p.startsWith("/__players/"))).toEqual([]);
+      }
+    } finally {
+      await browser.close();
+      await pages.close();
+    }
+  }, 240_000);
 
   it.each([
     ["s3://", () => `s3://${BUCKET}/uploads/clip.mp4`, JobStatus.COMPLETED, ""],

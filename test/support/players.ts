@@ -10,8 +10,14 @@
  *   await browser.close(); await server.close();
  *
  * The page (./player-page.html) and the players' own dist builds are served by serveDirectory under
- * /__players/, so a manifest must be served by serveDirectory: the page is opened on the manifest's
- * origin. One page per playStream call; calls on one browser should run one after the other
+ * /__players/. By default the page is opened on the manifest's origin, so the manifest must be
+ * served by serveDirectory too; with `pageUrl` (a serveDirectory server's URL) the manifest may
+ * live anywhere else, e.g. on an S3 server, which must then answer CORS for the page's origin:
+ *
+ *   const pages = await serveDirectory(emptyDir);
+ *   await playStream(browser, { player: "hls.js", pageUrl: pages.url, manifestUrl: "http://127.0.0.1:9000/bucket/out/master.m3u8" });
+ *
+ * One page per playStream call; calls on one browser should run one after the other
  * (a muted video in a background tab may be throttled by Chromium).
  */
 import { createReadStream, existsSync } from "node:fs";
@@ -293,8 +299,16 @@ export async function launchPlayerBrowser(): Promise<PlayerBrowser> {
 
 export interface PlayOptions {
   player: PlayerName;
-  /** Absolute URL of the master playlist / MPD, served by serveDirectory (the page opens on its origin). */
+  /**
+   * Absolute URL of the master playlist / MPD. Without `pageUrl` it must be served by serveDirectory
+   * (the page opens on its origin); with it, any server that answers CORS for pageUrl's origin.
+   */
   manifestUrl: string;
+  /**
+   * URL of the serveDirectory server the page (and the player libraries) are loaded from; default:
+   * the manifest's own origin. Set it to play a manifest from another server (an S3 bucket).
+   */
+  pageUrl?: string;
   /**
    * Force this video rendition (index into `renditions`, i.e. ascending bitrate, see PlayResult) for
    * the whole playback, ABR off; undefined = the player's ABR.
@@ -384,11 +398,19 @@ export interface PlayResult {
   frames: { total: number; dropped: number };
   /** Player library version, e.g. "1.7.4". */
   playerVersion: string;
+  /**
+   * Every HTTP response the page received, in order: the page and player library, then manifests
+   * and segments (absolute URLs, query included), to check where a player fetched its media from.
+   * (Not blob: or data: URLs, such as the one hls.js starts its worker from.)
+   */
+  requests: Array<{ method: string; url: string; status: number }>;
 }
 
 /**
- * Opens a page on the manifest's origin, loads the player, plays the manifest to the end (or until
- * a fatal error, a stall or the timeout), and returns what it observed. Closes the page.
+ * Opens a page on the manifest's origin (or options.pageUrl), loads the player, plays the manifest
+ * to the end (or until a fatal error, a stall or the timeout), and returns what it observed. Closes
+ * the page. The page's HTTP cache is off: every playback fetches everything from the server (one
+ * that sends Last-Modified without Cache-Control, as S3 does, could otherwise be skipped).
  */
 export async function playStream(browser: PlayerBrowser, options: PlayOptions): Promise<PlayResult> {
   const timeoutMs = options.timeoutMs ?? 60_000;
@@ -403,11 +425,16 @@ export async function playStream(browser: PlayerBrowser, options: PlayOptions): 
     stallTimeoutMs: Math.min(options.stallTimeoutMs ?? 15_000, timeoutMs),
   };
   const page = await browser.context.newPage();
+  const cdp = await browser.context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
   // What the page itself sees go wrong, whatever the player makes of it (dash.js skips a missing
   // segment silently, hls.js jumps over a corrupt one).
   const pageErrors: string[] = [];
+  const requests: PlayResult["requests"] = [];
   page.on("pageerror", (err) => pageErrors.push(`page: ${err.message}`));
   page.on("response", (response) => {
+    if (/^https?:/.test(response.url())) requests.push({ method: response.request().method(), url: response.url(), status: response.status() });
     if (response.status() >= 400) pageErrors.push(`network: HTTP ${response.status()} ${response.request().method()} ${response.url()}`);
   });
   page.on("requestfailed", (request) => {
@@ -416,7 +443,7 @@ export async function playStream(browser: PlayerBrowser, options: PlayOptions): 
   });
   let timer: NodeJS.Timeout | undefined;
   try {
-    await page.goto(new URL(`${PLAYERS_PREFIX}page.html`, options.manifestUrl).href, { timeout: 30_000 });
+    await page.goto(new URL(`${PLAYERS_PREFIX}page.html`, options.pageUrl ?? options.manifestUrl).href, { timeout: 30_000 });
     const guard = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`playStream: the page did not answer within ${timeoutMs + 20_000} ms`)), timeoutMs + 20_000);
     });
@@ -425,7 +452,7 @@ export async function playStream(browser: PlayerBrowser, options: PlayOptions): 
       guard,
     ]);
     result.errors.push(...pageErrors.splice(0));
-    return result;
+    return { ...result, requests };
   } finally {
     clearTimeout(timer);
     await page.close().catch(() => undefined);
