@@ -1,13 +1,13 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import * as m0001 from "./migrations/0001_initial.js";
 import * as m0002 from "./migrations/0002_worker_leases.js";
-import * as m0003 from "./migrations/0003_output_manifests.js";
+import * as m0003 from "./migrations/0003_output_artifacts.js";
 
 /** Migrations are listed here (not read from disk) so they work the same from source and tests. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   "0001_initial": m0001,
   "0002_worker_leases": m0002,
-  "0003_output_manifests": m0003,
+  "0003_output_artifacts": m0003,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

@@ -117,6 +117,8 @@ export interface JobOutputsTable {
   output_url: Generated<string>;
   /** Streaming outputs: URLs of the master playlist / MPD and the media playlists. */
   manifest_urls: ColumnType<string[], string | undefined, string>;
+  /** WebVTT renditions of streaming outputs and extracted subtitle sidecars. */
+  subtitle_urls: ColumnType<string[], string | undefined, string>;
   file_size_bytes: NullableBigInt;
   duration_ms: NullableBigInt;
   progress: Generated<number>;

@@ -171,7 +171,7 @@ export class JobRunRepository {
   completeOutput(
     lease: Lease,
     outputId: string,
-    result: { url: string; manifestUrls: readonly string[]; bytes: number; durationMs: number; actualCostMinor: number },
+    result: { url: string; manifestUrls: readonly string[]; subtitleUrls: readonly string[]; bytes: number; durationMs: number; actualCostMinor: number },
     jobProgress: number,
   ): Promise<boolean> {
     return this.update(lease, { progress: jobProgress }, {
@@ -182,6 +182,7 @@ export class JobRunRepository {
             status: "completed",
             output_url: result.url,
             manifest_urls: JSON.stringify(result.manifestUrls),
+            subtitle_urls: JSON.stringify(result.subtitleUrls),
             file_size_bytes: result.bytes,
             duration_ms: result.durationMs,
             progress: 100,

@@ -73,6 +73,7 @@ export function toProtoJob(job: JobRecord): Job {
         path: o.path,
         outputUrl: o.outputUrl,
         manifestUrls: o.manifestUrls,
+        subtitleUrls: o.subtitleUrls,
         fileSizeBytes: BigInt(o.fileSizeBytes ?? 0),
         durationMs: BigInt(o.durationMs ?? 0),
         progress: o.progress,

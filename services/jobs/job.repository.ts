@@ -24,6 +24,7 @@ function outputToRecord(row: JobOutputRow): JobOutputRecord {
     path: row.path,
     outputUrl: row.output_url,
     manifestUrls: row.manifest_urls ?? [],
+    subtitleUrls: row.subtitle_urls ?? [],
     fileSizeBytes: row.file_size_bytes,
     durationMs: row.duration_ms,
     progress: row.progress,

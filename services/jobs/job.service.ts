@@ -142,6 +142,7 @@ export class JobManager {
         path: paths.outputPaths[position]!,
         outputUrl: "",
         manifestUrls: [],
+        subtitleUrls: [],
         fileSizeBytes: null,
         durationMs: null,
         progress: 0,

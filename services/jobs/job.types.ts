@@ -42,6 +42,8 @@ export interface JobOutputRecord {
   outputUrl: string;
   /** Streaming outputs: master playlist / MPD first, then the media playlists. */
   manifestUrls: string[];
+  /** Subtitle files: WebVTT renditions of a streaming output, extracted sidecars. */
+  subtitleUrls: string[];
   fileSizeBytes: string | null;
   durationMs: string | null;
   progress: number;

@@ -64,11 +64,7 @@ export function checkOutput(output: OutputSpec, path: string): FieldViolation[] 
   if (defaults > 1) {
     violations.push({ field: `${path}.audio`, rule: "output.single_default_audio", message: `marks ${defaults} tracks default; at most one can be` });
   }
-  output.subtitleTracks.forEach((track, i) => {
-    if (track.sourceStreamIndex === undefined && !track.sourceUrl) {
-      violations.push({ field: `${path}.subtitle_tracks[${i}]`, rule: "subtitle.source_required", message: "needs source_stream_index or source_url" });
-    }
-  });
+  violations.push(...checkSubtitles(output, path));
   const segmented = isSegmented(output.type);
   if (output.drm && !segmented) {
     violations.push({ field: `${path}.drm`, rule: "output.drm_streaming_only", message: "DRM applies to streaming outputs (hls, dash, adaptive) only" });
@@ -85,5 +81,41 @@ export function checkOutput(output: OutputSpec, path: string): FieldViolation[] 
   if (output.segments && !segmented) {
     violations.push({ field: `${path}.segments`, rule: "output.segments_streaming_only", message: "only applies to streaming outputs" });
   }
+  return violations;
+}
+
+/** The formats `convert` can deliver a subtitle track in, per output type ("" = the type's own). */
+function convertFormats(type: OutputType): readonly string[] {
+  if (type === OutputType.MP4 || type === OutputType.MOV) return [""]; // mov_text
+  if (type === OutputType.MKV) return ["", "srt", "webvtt", "ass"];
+  return ["", "webvtt"]; // webm, hls, dash, adaptive
+}
+
+function checkSubtitles(output: OutputSpec, path: string): FieldViolation[] {
+  const violations: FieldViolation[] = [];
+  output.subtitleTracks.forEach((track, i) => {
+    const field = `${path}.subtitle_tracks[${i}]`;
+    if (track.sourceStreamIndex === undefined && !track.sourceUrl) {
+      violations.push({ field, rule: "subtitle.source_required", message: "needs source_stream_index or source_url" });
+    }
+    if (track.sourceUrl && !/^(https|s3|gs):\/\//.test(track.sourceUrl)) {
+      violations.push({ field: `${field}.source_url`, rule: "subtitle.source_url_scheme", message: "must be an https://, s3:// or gs:// URL" });
+    }
+    if (track.operation === "convert" && !convertFormats(output.type).includes(track.format)) {
+      const allowed = convertFormats(output.type).filter(Boolean);
+      violations.push({
+        field: `${field}.format`,
+        rule: "subtitle.convert_format",
+        message: allowed.length
+          ? `${enumWord(OutputType, output.type)} outputs carry subtitles as ${allowed.join(", ")}`
+          : `${enumWord(OutputType, output.type)} outputs carry subtitles as mov_text: leave format empty`,
+      });
+    }
+    if (track.operation === "burn_in" && track.format) {
+      violations.push({ field: `${field}.format`, rule: "subtitle.burn_in_format", message: "is not used when subtitles are burned into the video" });
+    }
+  });
+  const burned = output.subtitleTracks.filter((t) => t.operation === "burn_in").length;
+  if (burned > 1) violations.push({ field: `${path}.subtitle_tracks`, rule: "subtitle.single_burn_in", message: `burns ${burned} tracks into the video; at most one can be` });
   return violations;
 }

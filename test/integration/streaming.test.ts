@@ -4,24 +4,29 @@
  * languages, and H.265 / VP9 / AV1 ladders; each checked with real manifest parsers and
  * ffprobe, then played to the end in headless Chromium with hls.js, dash.js and Shaka Player.
  */
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { AudioCodec, JobStatus, OutputType, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobServiceCreateRequestSchema, OutputSpecSchema, OutputStatus, SegmentConfigSchema, type Job, type Output } from "../../gen/rendition/v1/job_pb.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { generateClip } from "../support/media.js";
 import { launchPlayerBrowser, playStream, serveDirectory, type PlayerBrowser, type PlayerName, type StaticServer } from "../support/players.js";
-import { CODEC_NAMES, codecOf, localPath, measuredPeak, readMaster, readMediaPlaylist, readMpd } from "../support/stream-checks.js";
+import { startS3Server, type S3TestServer } from "../support/s3-server.js";
+import { isSegmented } from "../../services/jobs/output-formats.js";
+import { CODEC_NAMES, codecOf, localPath, measuredPeak, parseM3u8, readMaster, readMediaPlaylist, readMpd } from "../support/stream-checks.js";
+import { ffprobeJson, generateClip, testMediaTools } from "../support/media.js";
 
 let database: TestDatabase;
 let api: TestApi;
 let storage: string;
 let server: StaticServer;
 let browser: PlayerBrowser;
+let s3: S3TestServer;
 const tmp = join(tmpdir(), `rendition-streaming-test-${process.pid}`);
 const SEGMENT_S = 2;
 const CLIP_S = 6;
@@ -33,13 +38,17 @@ const twoLanguages: OutputInit["audio"] = [
 ];
 const h264Ladder = [{ codec: VideoCodec.H264, height: 180 }, { codec: VideoCodec.H264, height: 144 }];
 
-async function runJob(outputs: OutputInit[]): Promise<Job> {
+async function runJob(outputs: OutputInit[], inputPath = "in/clip.mp4"): Promise<Job> {
   const { job: created } = await api.jobs.create(
     create(JobServiceCreateRequestSchema, {
       inputOriginId: api.credentials.local_origin_id,
-      inputPath: "in/clip.mp4",
+      inputPath,
       outputOriginId: api.credentials.local_origin_id,
-      outputs: outputs.map((o) => Object.assign(create(OutputSpecSchema, o), { segments: create(SegmentConfigSchema, { durationSeconds: SEGMENT_S }) })),
+      outputs: outputs.map((o) => {
+        const spec = create(OutputSpecSchema, o);
+        if (isSegmented(spec.type)) spec.segments = create(SegmentConfigSchema, { durationSeconds: SEGMENT_S });
+        return spec;
+      }),
     }),
   );
   const deadline = Date.now() + 240_000;
@@ -136,7 +145,20 @@ async function expectPlays(
 beforeAll(async () => {
   mkdirSync(tmp, { recursive: true });
   database = await createTestDatabase(inject("databaseUrl"));
-  api = await startTestApi(database.url, { RENDITION_TMP_DIR: tmp }, { worker: true });
+  // Subtitle files fetched from s3:// URLs with the workers' input credentials.
+  s3 = await startS3Server();
+  await s3.createBucket("captions");
+  api = await startTestApi(
+    database.url,
+    {
+      RENDITION_TMP_DIR: tmp,
+      RENDITION_INPUT_S3_ACCESS_KEY_ID: s3.accessKeyId,
+      RENDITION_INPUT_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+      RENDITION_INPUT_S3_ENDPOINT: s3.endpoint,
+      RENDITION_INPUT_S3_BUCKETS: "captions",
+    },
+    { worker: true },
+  );
   storage = join(api.config.dataDir, "storage");
   // Hard cuts every 1.3 s: x264's scene-cut detection would put keyframes there, off the segment grid.
   await generateClip(join(storage, "in/clip.mp4"), { durationS: CLIP_S, width: 320, height: 180, fps: 30, audio: true, audioLanguages: ["eng", "fra"], sceneCutEveryS: 1.3 });
@@ -147,6 +169,7 @@ afterAll(async () => {
   await browser?.close();
   await server?.close();
   await api?.close();
+  await s3?.close();
   await database?.drop();
   rmSync(tmp, { recursive: true, force: true });
 });
@@ -243,3 +266,126 @@ describe("H.265, VP9 and AV1 ladders", () => {
     await expectPlays("hls.js", output.outputUrl, { renditions: 2 });
   });
 });
+
+describe("subtitle tracks", () => {
+  // English SubRip in the input (a stream of an mkv); French TTML fetched from s3://.
+  const ENGLISH = [
+    { start: 1, end: 2, text: "Hello there" },
+    { start: 3.5, end: 4.5, text: "Second line" },
+  ];
+  const FRENCH = { start: 2, end: 3, text: "Bonjour" };
+  const english = { operation: "passthrough", sourceStreamIndex: 0, language: "eng", label: "English", default: true };
+  const french = { operation: "convert", sourceUrl: "s3://captions/fr.ttml", language: "fra", label: "Français" };
+  let job: Job;
+
+  beforeAll(async () => {
+    const srt = ENGLISH.map((c, i) => `${i + 1}\n00:00:0${c.start.toFixed(3).replace(".", ",")} --> 00:00:0${c.end.toFixed(3).replace(".", ",")}\n${c.text}\n`).join("\n");
+    writeFileSync(join(tmp, "en.srt"), srt);
+    const { ffmpegPath } = await testMediaTools();
+    execFileSync(ffmpegPath, ["-hide_banner", "-loglevel", "error", "-y", "-i", join(storage, "in/clip.mp4"), "-i", join(tmp, "en.srt"), "-map", "0", "-map", "1", "-c", "copy", "-c:s", "srt", "-metadata:s:s:0", "language=eng", join(storage, "in/subs.mkv")]);
+    const ttml = `<?xml version="1.0" encoding="UTF-8"?>\n<tt xmlns="http://www.w3.org/ns/ttml" xml:lang="fr"><body><div><p begin="00:00:02.000" end="00:00:03.000">${FRENCH.text}</p></div></body></tt>`;
+    await s3.admin.send(new PutObjectCommand({ Bucket: "captions", Key: "fr.ttml", Body: ttml, ContentType: "application/ttml+xml" }));
+    const video = [{ codec: VideoCodec.H264, height: 144 }];
+    job = await runJob(
+      [
+        { type: OutputType.HLS, video, subtitleTracks: [english, french] },
+        { type: OutputType.HLS, hls: { segmentFormat: "ts" }, video, subtitleTracks: [english] },
+        { type: OutputType.DASH, video, subtitleTracks: [english, french] },
+        { type: OutputType.MKV, video, subtitleTracks: [english, { ...french, format: "webvtt" }] },
+        { type: OutputType.MP4, video, subtitleTracks: [{ ...english, operation: "convert" }, { operation: "extract", sourceStreamIndex: 0, language: "eng", format: "srt" }] },
+        { type: OutputType.MP4, video: [{ codec: VideoCodec.H264, height: 180 }], subtitleTracks: [{ operation: "burn_in", sourceStreamIndex: 0 }] },
+        // The same encode without subtitles, to compare pictures with.
+        { type: OutputType.MP4, video: [{ codec: VideoCodec.H264, height: 180 }] },
+      ],
+      "in/subs.mkv",
+    );
+  }, 300_000);
+
+  it("completes every output with its subtitle files listed", () => {
+    expect(job.status).toBe(JobStatus.COMPLETED);
+    expect(job.outputs.map((o) => o.subtitleUrls.length)).toEqual([2, 1, 2, 0, 1, 0, 0]);
+  });
+
+  it("HLS: WebVTT renditions in a SUBTITLES group; hls.js shows the cues at their times (fMP4 and TS)", async () => {
+    const [fmp4, ts] = job.outputs;
+    const master = parseM3u8(localPath(fmp4!.outputUrl));
+    const subtitles = master.mediaGroups.SUBTITLES.subs as Record<string, { language: string; default: boolean; uri: string }>;
+    expect(Object.entries(subtitles).map(([name, s]) => [name, s.language, s.default])).toEqual([
+      ["English", "en", true],
+      ["Français", "fr", false],
+    ]);
+    expect(master.playlists[0].attributes.SUBTITLES).toBe("subs");
+    // TS segments start at their own PTS: the WebVTT maps its zero onto the first video frame.
+    expect(readFileSync(localPath(ts!.subtitleUrls[0]!), "utf8")).toMatch(/^WEBVTT[^\n]*\nX-TIMESTAMP-MAP=MPEGTS:\d+,LOCAL:00:00:00\.000\n/);
+    for (const [output, language, expected] of [
+      [fmp4!, "en", ENGLISH],
+      [fmp4!, "fr", [FRENCH]],
+      [ts!, "en", ENGLISH],
+    ] as const) {
+      const result = await playStream(browser, { player: "hls.js", manifestUrl: served(output.outputUrl), subtitleLanguage: language });
+      expect(result.errors.filter((e) => !/bufferAppendNoProgress/.test(e))).toEqual([]);
+      expect(result.ended).toBe(true);
+      expectCues(result.cues, expected);
+    }
+  });
+
+  it("DASH: text AdaptationSets; dash.js and Shaka show the cues at their times", async () => {
+    const output = job.outputs[2]!;
+    const mpd = readFileSync(localPath(output.outputUrl), "utf8");
+    expect(mpd).toContain('<AdaptationSet id="2" contentType="text" mimeType="text/vtt" lang="en">');
+    for (const player of ["dash.js", "shaka"] as const) {
+      for (const [language, expected] of [["en", ENGLISH], ["fr", [FRENCH]]] as const) {
+        const result = await playStream(browser, { player, manifestUrl: served(output.outputUrl), subtitleLanguage: language });
+        expect([player, language, result.errors]).toEqual([player, language, []]);
+        expect(result.ended).toBe(true);
+        expect([player, language, result.cues.map((c) => c.text)]).toEqual([player, language, expected.map((c) => c.text)]);
+        expectCues(result.cues, expected);
+      }
+    }
+  });
+
+  it("mkv keeps SubRip as it is and converts TTML to WebVTT; mp4 gets mov_text and an .srt sidecar", async () => {
+    const mkv = await ffprobeJson(localPath(job.outputs[3]!.outputUrl));
+    expect(mkv.streams.filter((s) => s.codec_type === "subtitle").map((s) => [s.codec_name, s.tags?.language, s.tags?.title, s.disposition.default])).toEqual([
+      ["subrip", "eng", "English", 1],
+      ["webvtt", "fra", "Français", 0],
+    ]);
+    const mp4 = await ffprobeJson(localPath(job.outputs[4]!.outputUrl));
+    expect(mp4.streams.filter((s) => s.codec_type === "subtitle").map((s) => [s.codec_name, s.tags?.language])).toEqual([["mov_text", "eng"]]);
+    const sidecar = job.outputs[4]!.subtitleUrls[0]!;
+    expect(sidecar).toMatch(/\.1\.eng\.srt$/);
+    // The output's own timeline: ffmpeg starts the input's streams where its earliest one (the AAC priming) starts.
+    const [, from, to, text] = /^1\r?\n(\S+) --> (\S+)\r?\n(.*)$/m.exec(readFileSync(localPath(sidecar), "utf8")) ?? [];
+    const seconds = (t: string) => t.split(/[:,]/).map(Number).reduce((sum, n, i) => sum + n * [3600, 60, 1, 0.001][i]!, 0);
+    expect(text?.trim()).toBe("Hello there");
+    expect(Math.abs(seconds(from!) - 1)).toBeLessThanOrEqual(0.05);
+    expect(Math.abs(seconds(to!) - 2)).toBeLessThanOrEqual(0.05);
+  });
+
+  it("burn_in draws the text into the picture while a cue is on, and only then", async () => {
+    const burned = localPath(job.outputs[5]!.outputUrl);
+    const clean = localPath(job.outputs[6]!.outputUrl);
+    const { ffmpegPath } = await testMediaTools();
+    // The lower third of the frame, grey: where subtitles are drawn.
+    const lowerThird = (file: string, at: number) =>
+      execFileSync(ffmpegPath, ["-hide_banner", "-loglevel", "error", "-ss", String(at), "-i", file, "-frames:v", "1", "-vf", "crop=iw:ih/3:0:ih*2/3,format=gray", "-f", "rawvideo", "-"]);
+    // Pixels far apart (drawn text against the picture), not encoder noise between two encodes.
+    const changedPixels = (at: number) => {
+      const [a, b] = [lowerThird(burned, at), lowerThird(clean, at)];
+      let changed = 0;
+      for (let i = 0; i < a.length; i++) if (Math.abs(a[i]! - b[i]!) > 80) changed++;
+      return changed;
+    };
+    expect(changedPixels(1.5)).toBeGreaterThan(100); // "Hello there" at libass's default size
+    expect(changedPixels(0.5)).toBeLessThan(20);
+  });
+});
+
+/** The cues a player showed, against what the track says: same text, times within 0.2 s. */
+function expectCues(cues: Array<{ start: number; end: number; text: string }>, expected: ReadonlyArray<{ start: number; end: number; text: string }>) {
+  expect(cues.map((c) => c.text)).toEqual(expected.map((c) => c.text));
+  cues.forEach((cue, i) => {
+    expect(Math.abs(cue.start - expected[i]!.start)).toBeLessThanOrEqual(0.2);
+    expect(Math.abs(cue.end - expected[i]!.end)).toBeLessThanOrEqual(0.2);
+  });
+}

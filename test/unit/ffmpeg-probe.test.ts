@@ -65,7 +65,16 @@ describe("parseProbe", () => {
         { index: 0, codec: "aac", channels: 2, sampleRate: 48000, bitrateKbps: 70, language: "eng" },
         { index: 1, codec: "opus", channels: 6, sampleRate: 48000, bitrateKbps: 0, language: "fra" },
       ],
+      subtitleStreams: [],
     });
+  });
+
+  it("lists subtitle streams in their own numbering, as source_stream_index counts them", () => {
+    const withSubs = { ...MP4, streams: [...MP4.streams, { index: 3, codec_type: "subtitle", codec_name: "subrip", tags: { language: "eng" } }, { index: 4, codec_type: "subtitle", codec_name: "hdmv_pgs_subtitle" }] };
+    expect(parseProbe(withSubs, 1, LIMITS).subtitleStreams).toEqual([
+      { index: 0, codec: "subrip", language: "eng" },
+      { index: 1, codec: "hdmv_pgs_subtitle", language: "" },
+    ]);
   });
 
   it("accepts the JSON text as well", () => {

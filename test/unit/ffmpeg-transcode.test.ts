@@ -268,7 +268,11 @@ describe("buildTranscodeCommand", () => {
       expect.objectContaining({ code: "FEATURE_UNSUPPORTED", message: expect.stringContaining("video[0].hdr.mode") }),
     );
     expect(() => build({ type: OutputType.MKV, video: [{ codec: VideoCodec.H264 }], subtitleTracks: [{ operation: "convert", sourceStreamIndex: 0 }] })).toThrow(
-      expect.objectContaining({ code: "FEATURE_UNSUPPORTED", message: expect.stringContaining("subtitle_tracks") }),
+      expect.objectContaining({ code: "OUTPUT_SPEC_INVALID", message: expect.stringContaining("subtitle_tracks[0].source_stream_index 0 does not exist") }),
+    );
+    const withPgs = { ...UHD, subtitleStreams: [{ index: 0, codec: "hdmv_pgs_subtitle", language: "eng" }] };
+    expect(() => build({ type: OutputType.MKV, video: [{ codec: VideoCodec.H264 }], subtitleTracks: [{ operation: "convert", sourceStreamIndex: 0 }] }, withPgs)).toThrow(
+      expect.objectContaining({ code: "FEATURE_UNSUPPORTED", message: expect.stringContaining("bitmap") }),
     );
     expect(() => build({ type: OutputType.WEBM, video: [{ codec: VideoCodec.H264 }] })).toThrow(expect.objectContaining({ code: "CODEC_UNSUPPORTED" }));
     expect(() => build({ type: OutputType.MOV, video: [{ codec: VideoCodec.AV1 }] })).toThrow(/mov cannot carry av1/);

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { basename, join, posix } from "node:path";
 import { create, toJson } from "@bufbuild/protobuf";
 import { OutputType } from "../../gen/rendition/v1/common_pb.js";
 import { contentTypeOf } from "../../services/jobs/output-formats.js";
@@ -18,11 +18,13 @@ import { INPUT_SAFETY_OPTIONS } from "../ffmpeg/command.js";
 import { mp4DurationMs } from "../ffmpeg/mp4-duration.js";
 import { buildThumbnailPlan } from "../ffmpeg/thumbnails.js";
 import { buildTranscodeCommand, streamRenditions, UnsupportedOutputError } from "../ffmpeg/transcode.js";
-import { isStreamTarget, MediaError, type InputLimits, type MediaInfo, type MediaTools, type StreamTarget } from "../ffmpeg/types.js";
+import { convertCommand, sidecarName, type SubtitleText } from "../ffmpeg/subtitles.js";
+import { isStreamTarget, MediaError, type EncodeTarget, type InputLimits, type MediaInfo, type MediaTools, type StreamTarget, type TranscodeTarget } from "../ffmpeg/types.js";
 import { packageStream } from "../packaging/package-stream.js";
 import { actualCostMicros, estimateCosts } from "./costs.js";
 import { classifyInputError, describeError, PermanentFailure, toOutputFailure } from "./failure.js";
 import { planOutputs, type OutputPlan, type PlannedOutput } from "./output-plan.js";
+import { prepareSubtitles } from "./subtitle-prep.js";
 import { inputSource, type DirectInputCredentials } from "./input.js";
 
 export interface JobRunSettings {
@@ -87,6 +89,7 @@ type Encoded = PlannedOutput;
 interface Delivered {
   url: string;
   manifestUrls: string[];
+  subtitleUrls: string[];
   bytes: number;
   durationMs: number;
 }
@@ -220,7 +223,8 @@ export class JobRun {
     const { driver, basePath } = await this.outputDriver();
     try {
       const encodeStarted = Date.now();
-      const encoded = await this.encode(input, info, runnable, failures);
+      const ready = await this.withSubtitles(input, info, runnable, failures);
+      const encoded = await this.encode(input, info, ready, failures);
       const thumbnails = await this.thumbnails(input, info, driver, basePath);
       this.timings.encodeDurationMs += Date.now() - encodeStarted - thumbnails.uploadMs;
       const uploadStarted = Date.now();
@@ -230,6 +234,32 @@ export class JobRun {
     } finally {
       driver.destroy?.();
     }
+  }
+
+  /** Fetches and converts each output's subtitle tracks; an output whose tracks cannot be read fails alone. */
+  private async withSubtitles(input: string, info: MediaInfo, runnable: PlannedOutput[], failures: Map<string, PermanentFailure>): Promise<PlannedOutput[]> {
+    const ready: PlannedOutput[] = [];
+    for (const planned of runnable) {
+      if (planned.output.spec.subtitleTracks.length === 0) {
+        ready.push(planned);
+        continue;
+      }
+      const dir = join(this.tmpDir, `${planned.output.id}-subtitles`);
+      await mkdir(dir, { recursive: true });
+      try {
+        const subtitles = await prepareSubtitles(planned.output.spec.subtitleTracks, input, info, dir, {
+          tools: this.deps.tools,
+          guard: this.deps.guard,
+          credentials: this.deps.settings.inputCredentials,
+          signal: this.signal,
+        });
+        ready.push({ ...planned, target: { ...planned.target, subtitles } });
+      } catch (err) {
+        if (!(err instanceof PermanentFailure)) throw err;
+        failures.set(planned.output.id, err);
+      }
+    }
+    return ready;
   }
 
   /**
@@ -347,7 +377,7 @@ export class JobRun {
     for (const { output, target } of encoded) {
       let delivered: Delivered;
       try {
-        delivered = isStreamTarget(target) ? await this.deliverStream(output, target, info, driver, basePath) : await this.deliverFile(output, target.file, driver, basePath);
+        delivered = isStreamTarget(target) ? await this.deliverStream(output, target, info, driver, basePath) : await this.deliverFile(output, target, driver, basePath);
       } catch (err) {
         this.signal.throwIfAborted();
         if (!(err instanceof MediaError)) throw err;
@@ -364,9 +394,33 @@ export class JobRun {
     }
   }
 
-  private async deliverFile(output: JobOutputRecord, file: string, driver: StorageDriver, basePath: string): Promise<Delivered> {
-    const [durationMs, { bytes, url }] = await Promise.all([this.durationOf(output, file), this.put(driver, file, joinObjectPath(basePath, output.path))]);
-    return { url, manifestUrls: [], bytes, durationMs };
+  private async deliverFile(output: JobOutputRecord, target: TranscodeTarget, driver: StorageDriver, basePath: string): Promise<Delivered> {
+    const [durationMs, { bytes, url }] = await Promise.all([this.durationOf(output, target.file), this.put(driver, target.file, joinObjectPath(basePath, output.path))]);
+    const dir = posix.dirname(output.path);
+    const sidecars = await this.deliverSidecars(output, target, driver, dir === "." ? basePath : joinObjectPath(basePath, dir));
+    return { url, manifestUrls: [], subtitleUrls: sidecars.urls, bytes: bytes + sidecars.bytes, durationMs };
+  }
+
+  /** Tracks with operation "extract": a subtitle file in the track's format beside the output. */
+  private async deliverSidecars(output: JobOutputRecord, target: EncodeTarget, driver: StorageDriver, dir: string): Promise<{ urls: string[]; bytes: number }> {
+    const urls: string[] = [];
+    let bytes = 0;
+    for (const prepared of (target.subtitles ?? []).filter((s) => s.track.operation === "extract")) {
+      const name = sidecarName(output.path, isStreamTarget(target), prepared);
+      const format = (prepared.track.format || "webvtt") as SubtitleText | "ttml";
+      const local = join(this.tmpDir, `${output.id}-${name}`);
+      try {
+        await this.deps.tools.run(convertCommand(prepared.file, format, local), { signal: this.signal, timeoutMs: 120_000 });
+      } catch (err) {
+        this.signal.throwIfAborted();
+        if (err instanceof MediaError) throw new MediaError(err.code, `subtitle_tracks[${prepared.index}] could not be written as ${format}: ${err.message}`, { cause: err });
+        throw err;
+      }
+      const put = await this.put(driver, local, joinObjectPath(dir, name));
+      urls.push(put.url);
+      bytes += put.bytes;
+    }
+    return { urls, bytes };
   }
 
   private async deliverStream(output: JobOutputRecord, target: StreamTarget, info: MediaInfo, driver: StorageDriver, basePath: string): Promise<Delivered> {
@@ -374,6 +428,11 @@ export class JobRun {
     try {
       artifacts = await packageStream(target, streamRenditions(target, info), info, {
         remuxToMp4: (segment, mp4) => this.deps.tools.run(remuxCommand(segment, mp4), { signal: this.signal, timeoutMs: 60_000 }),
+        firstVideoPts: async (segment) => {
+          const out = `${segment}.framemd5`;
+          await this.deps.tools.run(firstFrameCommand(segment, out), { signal: this.signal, timeoutMs: 60_000 });
+          return parseFirstPts(await readFile(out, "utf8"));
+        },
       });
     } catch (err) {
       this.signal.throwIfAborted();
@@ -382,10 +441,13 @@ export class JobRun {
     }
     const urls = new Map<string, string>();
     let bytes = 0;
-    const queue = [...artifacts.files];
-    const segmentsFirst = queue.filter((f) => !artifacts.manifests.includes(f.relative));
-    const manifestsLast = queue.filter((f) => artifacts.manifests.includes(f.relative));
-    for (const batch of [segmentsFirst, manifestsLast]) {
+    // Segments, then the media playlists naming them, then the master / MPD naming those: a
+    // manifest a player can read never names a file that is not there yet.
+    const topLevel = artifacts.manifests.filter((m) => !m.includes("/"));
+    const segments = artifacts.files.filter((f) => !artifacts.manifests.includes(f.relative));
+    const mediaPlaylists = artifacts.files.filter((f) => artifacts.manifests.includes(f.relative) && !topLevel.includes(f.relative));
+    const manifests = artifacts.files.filter((f) => topLevel.includes(f.relative));
+    for (const batch of [segments, mediaPlaylists, manifests]) {
       const pending = [...batch];
       await Promise.all(
         Array.from({ length: Math.min(UPLOAD_CONCURRENCY, pending.length) }, async () => {
@@ -397,7 +459,14 @@ export class JobRun {
         }),
       );
     }
-    return { url: urls.get(artifacts.primary)!, manifestUrls: artifacts.manifests.map((m) => urls.get(m)!), bytes, durationMs: artifacts.durationMs };
+    const sidecars = await this.deliverSidecars(output, target, driver, joinObjectPath(basePath, output.path));
+    return {
+      url: urls.get(artifacts.primary)!,
+      manifestUrls: artifacts.manifests.map((m) => urls.get(m)!),
+      subtitleUrls: [...artifacts.subtitleFiles.map((f) => urls.get(f)!), ...sidecars.urls],
+      bytes: bytes + sidecars.bytes,
+      durationMs: artifacts.durationMs,
+    };
   }
 
   /**
@@ -468,6 +537,23 @@ export class JobRun {
 /** Copies a segment's streams into an mp4 (no re-encode) so its sample entries can be read. */
 function remuxCommand(segment: string, mp4: string) {
   return { global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"], inputs: [{ options: [...INPUT_SAFETY_OPTIONS], file: segment }], outputs: [{ options: ["-map", "0", "-c", "copy", "-f", "mp4"], file: mp4 }] };
+}
+
+/** The first video packet of a segment, timestamps as they are (framemd5: stream, dts, pts, ...). */
+function firstFrameCommand(segment: string, out: string) {
+  return {
+    global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"],
+    inputs: [{ options: ["-copyts", ...INPUT_SAFETY_OPTIONS], file: segment }],
+    outputs: [{ options: ["-map", "0:v:0", "-c", "copy", "-frames:v", "1", "-f", "framemd5"], file: out }],
+  };
+}
+
+/** framemd5 lines read "0, dts, pts, duration, size, md5" in the stream's time base (1/90000 for MPEG-TS). */
+export function parseFirstPts(framemd5: string): number {
+  const line = framemd5.split("\n").find((l) => /^\d+,/.test(l.trim()));
+  const pts = Number(line?.split(",")[2]);
+  if (!Number.isFinite(pts)) throw new Error("the segment has no video packet");
+  return pts;
 }
 
 function emptyTimings(): Timings {

@@ -69,6 +69,9 @@ export function parseProbe(json: unknown, fileSizeBytes: number, limits: InputLi
         bitrateKbps: kbps(s.bit_rate),
         language: s.tags?.language ?? "",
       })),
+    subtitleStreams: streams
+      .filter((s) => s.codec_type === "subtitle")
+      .map((s, index) => ({ index, codec: s.codec_name ?? "", language: s.tags?.language ?? "" })),
   };
   checkLimits(info, limits);
   return info;

@@ -9,6 +9,7 @@ import { BASE_GLOBAL_OPTIONS, INPUT_SAFETY_OPTIONS, absoluteFile } from "./comma
 import { av1EncoderOptions, isAv1Encoder } from "./av1-encoders.js";
 import { AUDIO_ENCODERS, pickEncoder, VIDEO_ENCODERS, type AudioCodecName, type FfmpegCapabilities, type VideoCodecName } from "./capabilities.js";
 import { variantSize, type Size } from "./geometry.js";
+import { burnInFilter, SUBTITLE_INPUT_OPTIONS, subtitleStreamOptions, textFormatOfCodec } from "./subtitles.js";
 import { isStreamTarget, type EncodeTarget, type FfmpegCommand, type MediaInfo, type StreamTarget } from "./types.js";
 
 export { flattenCommand } from "./command.js";
@@ -181,7 +182,17 @@ export function checkTarget(target: EncodeTarget, info: MediaInfo, caps?: Ffmpeg
       return fail("OUTPUT_SPEC_INVALID", `audio source_stream_index ${wanted} does not exist: the input has ${info.audioStreams.length} audio stream(s)`);
     }
   }
-  if (spec.subtitleTracks.length > 0) return fail("FEATURE_UNSUPPORTED", "subtitle_tracks are not supported by this version's encoder yet");
+  for (const [i, track] of spec.subtitleTracks.entries()) {
+    if (track.sourceStreamIndex === undefined) continue; // a URL: checked once fetched
+    const stream = info.subtitleStreams?.[track.sourceStreamIndex];
+    if (!stream) {
+      return fail("OUTPUT_SPEC_INVALID", `subtitle_tracks[${i}].source_stream_index ${track.sourceStreamIndex} does not exist: the input has ${info.subtitleStreams?.length ?? 0} subtitle stream(s)`);
+    }
+    if (!textFormatOfCodec(stream.codec)) {
+      return fail("FEATURE_UNSUPPORTED", `subtitle_tracks[${i}]: the input's subtitle stream ${track.sourceStreamIndex} is ${stream.codec}, a bitmap format; only text subtitles (SubRip, WebVTT, ASS, mov_text) are converted`);
+    }
+  }
+  if (spec.subtitleTracks.length > 0 && target.subtitles && target.subtitles.length !== spec.subtitleTracks.length) throw new Error("every subtitle track must be prepared");
   if (spec.contentAware?.mode) return fail("FEATURE_UNSUPPORTED", "content_aware encoding is not supported by this version's encoder yet");
   if (spec.drm?.systems.length) return fail("FEATURE_UNSUPPORTED", "drm is not supported by this version's encoder yet");
 }
@@ -203,12 +214,21 @@ export function buildTranscodeCommand(input: { file: string; info: MediaInfo }, 
 
   const threads = opts.threads && opts.threads > 0 ? ["-threads", String(opts.threads)] : [];
   const filterThreads = threads.length ? ["-filter_complex_threads", String(opts.threads)] : [];
-  const variants: VideoVariant[] = [];
+  // One video chain per rendition; a burned-in subtitle is drawn on every chain of its output.
+  const chains: Array<{ variant: VideoVariant; burnIn?: string }> = [];
+  const subtitleInputs: FfmpegCommand["inputs"] = [];
   const outputs: FfmpegCommand["outputs"] = [];
   for (const target of targets) {
+    const burnIn = target.subtitles?.find((s) => s.track.operation === "burn_in")?.file;
     if (!isStreamTarget(target)) {
-      const pad = variants.push(target.spec.video[0]!) - 1;
-      outputs.push({ options: [...fileOutputOptions(target.spec, pad, input.info, opts.capabilities), ...threads], file: absoluteFile(target.file) });
+      const pad = chains.push({ variant: target.spec.video[0]!, burnIn }) - 1;
+      // Passthrough and convert tracks become subtitle streams of the file, each read from its own input.
+      const embedded = (target.subtitles ?? []).filter((s) => s.track.operation === "passthrough" || s.track.operation === "convert");
+      const subtitleMaps = embedded.flatMap((prepared, n) => {
+        const inputIndex = 1 + subtitleInputs.push({ options: [...SUBTITLE_INPUT_OPTIONS], file: absoluteFile(prepared.file) }) - 1;
+        return ["-map", `${inputIndex}:s:0`, ...subtitleStreamOptions(target.spec.type, prepared, n)];
+      });
+      outputs.push({ options: [...fileOutputOptions(target.spec, pad, input.info, opts.capabilities, subtitleMaps), ...threads], file: absoluteFile(target.file) });
       continue;
     }
     const segmentSeconds = segmentSecondsOf(target.spec);
@@ -216,7 +236,7 @@ export function buildTranscodeCommand(input: { file: string; info: MediaInfo }, 
     for (const rendition of streamRenditions(target, input.info)) {
       let options: string[];
       if (rendition.kind === "video") {
-        const pad = variants.push(rendition.variant!) - 1;
+        const pad = chains.push({ variant: rendition.variant!, burnIn }) - 1;
         const fps = rendition.variant!.framerate || input.info.framerate || 30;
         options = ["-map", `[v${pad}]`, ...videoCodecOptions(rendition.variant!, target.spec, input.info, opts.capabilities, { segmentSeconds, fps })];
       } else {
@@ -232,9 +252,9 @@ export function buildTranscodeCommand(input: { file: string; info: MediaInfo }, 
   // timestamps through removes it (STREAMING.md; `-vsync` is what both ffmpeg 4.1 and 5.1 take).
   const vsync = targets.some(isStreamTarget) ? ["-vsync", "passthrough"] : [];
   return {
-    global: [...BASE_GLOBAL_OPTIONS, "-filter_complex", videoFilterGraph(input.info, variants), ...filterThreads, ...vsync],
+    global: [...BASE_GLOBAL_OPTIONS, "-filter_complex", videoFilterGraph(input.info, chains), ...filterThreads, ...vsync],
     // -threads before -i limits the decoder.
-    inputs: [{ options: [...threads, ...INPUT_SAFETY_OPTIONS], file: absoluteFile(input.file) }],
+    inputs: [{ options: [...threads, ...INPUT_SAFETY_OPTIONS], file: absoluteFile(input.file) }, ...subtitleInputs],
     outputs,
   };
 }
@@ -288,17 +308,18 @@ function hlsMuxerOptions(dir: string, segmentSeconds: number, segments: "fmp4" |
  * `[0:v:0]split=2[s0][s1];[s0]scale=1920:1080[v0];[s1]fps=30,scale=1280:720[v1]`, or without
  * the split for one rendition. fps comes before scale so dropped frames are never scaled.
  */
-function videoFilterGraph(info: MediaInfo, variants: VideoVariant[]): string {
-  const chains = variants.map((variant) => videoChain(variant, info));
+function videoFilterGraph(info: MediaInfo, renditions: Array<{ variant: VideoVariant; burnIn?: string }>): string {
+  const chains = renditions.map(({ variant, burnIn }) => videoChain(variant, info, burnIn));
   if (chains.length === 1) return `[0:v:0]${chains[0]}[v0]`;
   const split = `[0:v:0]split=${chains.length}${chains.map((_, i) => `[s${i}]`).join("")}`;
   return [split, ...chains.map((chain, i) => `[s${i}]${chain}[v${i}]`)].join(";");
 }
 
-function videoChain(variant: VideoVariant, info: MediaInfo): string {
+/** fps, scale, then (burn_in) the subtitles drawn at the output size, so text stays sharp. */
+function videoChain(variant: VideoVariant, info: MediaInfo, burnIn?: string): string {
   const size = targetSize(variant, info);
   const fps = variant.framerate > 0 ? [`fps=${variant.framerate}`] : [];
-  return [...fps, `scale=${size.width}:${size.height}`].join(",");
+  return [...fps, `scale=${size.width}:${size.height}`, ...(burnIn ? [burnInFilter(burnIn)] : [])].join(",");
 }
 
 /** The encoded size of a variant for this input (see `variantSize` for the rules). */
@@ -306,7 +327,7 @@ export function targetSize(variant: VideoVariant, info: MediaInfo): Size {
   return variantSize(info, TIER_SHORT_SIDE[variant.resolution], variant.width, variant.height);
 }
 
-function fileOutputOptions(spec: OutputSpec, pad: number, info: MediaInfo, caps: FfmpegCapabilities | undefined): string[] {
+function fileOutputOptions(spec: OutputSpec, pad: number, info: MediaInfo, caps: FfmpegCapabilities | undefined, subtitleMaps: string[]): string[] {
   const format = formatOf(spec.type)!;
   const faststart = format.faststart === true && spec.faststart !== false;
   const tracks = fileTracks(spec);
@@ -320,6 +341,7 @@ function fileOutputOptions(spec: OutputSpec, pad: number, info: MediaInfo, caps:
     ...videoCodecOptions(spec.video[0]!, spec, info, caps),
     ...tracks.flatMap((track, i) => audioOptions(track, i, format.defaultAudio, caps, tracks.length > 1 ? i === defaultTrack : undefined)),
     ...opusInMp4(spec, tracks, format.defaultAudio),
+    ...subtitleMaps,
     // Drops the source's global tags (GPS position, device and software names): privacy, and a
     // clean file. Chapters and the per-stream language we set below are kept.
     "-map_metadata",

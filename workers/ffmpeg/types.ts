@@ -1,5 +1,6 @@
 import type { OutputSpec } from "../../gen/rendition/v1/job_pb.js";
 import type { FfmpegCapabilities } from "./capabilities.js";
+import type { PreparedSubtitle } from "./subtitles.js";
 
 export type { FfmpegCapabilities };
 
@@ -26,6 +27,8 @@ export interface MediaInfo {
    * numbering as AudioTrack.source_stream_index and ffmpeg's `0:a:N`.
    */
   audioStreams: Array<{ index: number; codec: string; channels: number; sampleRate: number; bitrateKbps: number; language: string }>;
+  /** Subtitle streams in input order; `index` is SubtitleTrack.source_stream_index and ffmpeg's `0:s:N`. */
+  subtitleStreams?: Array<{ index: number; codec: string; language: string }>;
 }
 
 /** Limits an input must respect; past them the job fails with INPUT_TOO_LARGE. */
@@ -70,6 +73,8 @@ export interface FfmpegCommand {
 export interface TranscodeTarget {
   spec: OutputSpec;
   file: string;
+  /** The spec's subtitle tracks, fetched and converted (one per subtitle_tracks entry, in order). */
+  subtitles?: PreparedSubtitle[];
 }
 
 /**
@@ -79,6 +84,7 @@ export interface TranscodeTarget {
 export interface StreamTarget {
   spec: OutputSpec;
   dir: string;
+  subtitles?: PreparedSubtitle[];
 }
 
 export type EncodeTarget = TranscodeTarget | StreamTarget;

@@ -49,13 +49,15 @@ function videoSets(video: PackagedRendition[]): PackagedRendition[][] {
  * A static (VOD) MPD over the same fMP4 segments the HLS playlists list (ISO/IEC 23009-1, the
  * isoff-live profile: SegmentTemplate + SegmentTimeline built from each segment's tfdt, so
  * segment times are exact, not rounded EXTINF sums). One AdaptationSet per video codec family,
- * one per audio track (lang, Label, Role main for the default track, AudioChannelConfiguration).
+ * one per audio track (lang, Label, Role main for the default track, AudioChannelConfiguration),
+ * one text AdaptationSet per subtitle track (a WebVTT sidecar; Role subtitle, caption or
+ * forced-subtitle).
  * bandwidth is the peak segment bit rate, as in the HLS master.
  */
 export function buildMpd(renditions: PackagedRendition[]): string {
   const video = renditions.filter((r) => r.kind === "video");
   const audio = renditions.filter((r) => r.kind === "audio");
-  const duration = Math.max(0, ...renditions.map((r) => r.durationS));
+  const duration = Math.max(0, ...renditions.filter((r) => r.kind !== "subtitles").map((r) => r.durationS));
   const minSegment = Math.max(1, ...video.map((r) => Math.ceil(Math.max(...(r.segments?.timeline.map((t) => t.duration / r.segments!.timescale) ?? [0])))));
   const lines = [
     `<?xml version="1.0" encoding="UTF-8"?>`,
@@ -84,6 +86,16 @@ export function buildMpd(renditions: PackagedRendition[]): string {
     if (r.channels) lines.push(`        <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="${r.channels}"/>`);
     lines.push(...segmentTemplate(r, "        "), `      </Representation>`, `    </AdaptationSet>`);
   });
+  for (const r of renditions.filter((t) => t.kind === "subtitles")) {
+    // A sidecar WebVTT file per track: the dash muxer refuses WebVTT, players take it this way.
+    const lang = r.language ? ` lang="${escapeXml(r.language)}"` : "";
+    lines.push(`    <AdaptationSet id="${setId++}" contentType="text" mimeType="text/vtt"${lang}>`);
+    const role = r.forced ? "forced-subtitle" : r.hearingImpaired ? "caption" : "subtitle";
+    lines.push(`      <Role schemeIdUri="urn:mpeg:dash:role:2011" value="${role}"/>`);
+    if (r.name) lines.push(`      <Label>${escapeXml(r.name)}</Label>`);
+    lines.push(`      <Representation id="${r.id}" bandwidth="${Math.max(1, r.averageBps)}">`, `        <BaseURL>${escapeXml(r.fileUri!)}</BaseURL>`, `      </Representation>`);
+    lines.push(`    </AdaptationSet>`);
+  }
   lines.push(`  </Period>`, `</MPD>`);
   return `${lines.join("\n")}\n`;
 }

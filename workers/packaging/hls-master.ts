@@ -1,6 +1,7 @@
 import type { PackagedRendition } from "./packaged.js";
 
 const quote = (value: string) => `"${value.replace(/["\r\n]/g, "")}"`;
+const SUBTITLE_GROUP = "subs";
 
 /** Audio renditions grouped by codec: a variant can only switch between tracks of one codec. */
 function audioGroups(audio: PackagedRendition[]): Array<{ id: string; codec: string; tracks: PackagedRendition[] }> {
@@ -16,6 +17,8 @@ function audioGroups(audio: PackagedRendition[]): Array<{ id: string; codec: str
  * - BANDWIDTH = the variant's peak segment bit rate + the largest peak of its audio group, and
  *   AVERAGE-BANDWIDTH the same with averages (§4.3.4.2);
  * - CODECS from the sample entries, RESOLUTION, FRAME-RATE, CLOSED-CAPTIONS=NONE;
+ * - one EXT-X-MEDIA per subtitle track (WebVTT, one segment) with LANGUAGE, NAME, DEFAULT, FORCED
+ *   and, for hearing-impaired tracks, Apple's accessibility CHARACTERISTICS;
  * - one EXT-X-MEDIA per audio track with LANGUAGE, NAME, DEFAULT, AUTOSELECT, CHANNELS. Tracks of
  *   different codecs go into different groups, and each video variant is listed once per group
  *   (Apple's HLS authoring spec does the same).
@@ -40,7 +43,23 @@ export function buildMasterPlaylist(renditions: PackagedRendition[]): string {
       lines.push(`#EXT-X-MEDIA:${attributes.join(",")}`);
     });
   }
-  if (groups.length) lines.push("");
+  const subtitles = renditions.filter((r) => r.kind === "subtitles");
+  subtitles.forEach((track, i) => {
+    const attributes = [
+      "TYPE=SUBTITLES",
+      `GROUP-ID=${quote(SUBTITLE_GROUP)}`,
+      ...(track.language ? [`LANGUAGE=${quote(track.language)}`] : []),
+      `NAME=${quote(track.name || `Subtitles ${i + 1}`)}`,
+      `DEFAULT=${track.isDefault ? "YES" : "NO"}`,
+      // RFC 8216 §4.3.4.1: FORCED=YES needs AUTOSELECT=YES; every track may be picked by language.
+      "AUTOSELECT=YES",
+      `FORCED=${track.forced ? "YES" : "NO"}`,
+      ...(track.hearingImpaired ? [`CHARACTERISTICS=${quote("public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound")}`] : []),
+      `URI=${quote(track.playlistUri)}`,
+    ];
+    lines.push(`#EXT-X-MEDIA:${attributes.join(",")}`);
+  });
+  if (groups.length || subtitles.length) lines.push("");
   for (const group of groups.length ? groups : [undefined]) {
     const audioPeak = Math.max(0, ...(group?.tracks.map((t) => t.peakBps) ?? []));
     const audioAverage = Math.max(0, ...(group?.tracks.map((t) => t.averageBps) ?? []));
@@ -52,6 +71,7 @@ export function buildMasterPlaylist(renditions: PackagedRendition[]): string {
         ...(variant.width && variant.height ? [`RESOLUTION=${variant.width}x${variant.height}`] : []),
         ...(variant.frameRate ? [`FRAME-RATE=${variant.frameRate.toFixed(3)}`] : []),
         ...(group ? [`AUDIO=${quote(group.id)}`] : []),
+        ...(subtitles.length ? [`SUBTITLES=${quote(SUBTITLE_GROUP)}`] : []),
         "CLOSED-CAPTIONS=NONE",
       ];
       lines.push(`#EXT-X-STREAM-INF:${attributes.join(",")}`, variant.playlistUri);

@@ -1,4 +1,4 @@
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { formatOf, segmentContainerOf } from "../../services/jobs/output-formats.js";
 import type { StreamRendition } from "../ffmpeg/transcode.js";
@@ -18,6 +18,8 @@ export interface ArtifactSet {
   primary: string;
   /** Every playlist and manifest, relative: master/MPD first, then the media playlists. */
   manifests: string[];
+  /** The WebVTT files of the subtitle renditions, relative. */
+  subtitleFiles: string[];
   /** Longest video rendition, from its segments. */
   durationMs: number;
   renditions: PackagedRendition[];
@@ -29,6 +31,8 @@ export const DASH_MANIFEST = "manifest.mpd";
 export interface PackageOptions {
   /** MPEG-TS only: copies the first segment of a rendition into an mp4 file (so its sample entry can be read). */
   remuxToMp4(segment: string, mp4: string): Promise<void>;
+  /** MPEG-TS with subtitles: the first video frame's PTS (90 kHz) in a segment, for X-TIMESTAMP-MAP. */
+  firstVideoPts(segment: string): Promise<number>;
 }
 
 /**
@@ -43,8 +47,10 @@ export async function packageStream(target: StreamTarget, renditions: StreamRend
   const measured = await Promise.all(renditions.map((rendition) => measureRendition(target, rendition, info, container, manifests.dash, options)));
   const packaged = measured.map((m) => m.packaged);
   alignPresentationStart(packaged);
+  const subtitles = await writeSubtitleRenditions(target, packaged, container, options);
+  packaged.push(...subtitles.map((s) => s.packaged));
 
-  const files = measured.flatMap((m) => [...(m.init ? [m.init] : []), ...m.segments]).map((local) => ({ local, relative: path.relative(target.dir, local) }));
+  const files = [...measured.flatMap((m) => [...(m.init ? [m.init] : []), ...m.segments]), ...subtitles.map((s) => s.file)].map((local) => ({ local, relative: path.relative(target.dir, local) }));
   const written: string[] = [];
   if (manifests.hls) {
     await writeFile(path.join(target.dir, MASTER_PLAYLIST), buildMasterPlaylist(packaged));
@@ -60,6 +66,7 @@ export async function packageStream(target: StreamTarget, renditions: StreamRend
   const video = packaged.filter((p) => p.kind === "video");
   return {
     files,
+    subtitleFiles: subtitles.map((s) => path.relative(target.dir, s.file)),
     primary: written[0]!,
     manifests: [...written, ...mediaPlaylists],
     durationMs: Math.round(Math.max(...video.map((p) => p.durationS)) * 1000),
@@ -159,4 +166,63 @@ function alignPresentationStart(renditions: PackagedRendition[]): void {
   if (timed.length === 0) return;
   const start = Math.min(...timed.map((r) => r.segments!.timeline[0]!.start / r.segments!.timescale));
   for (const r of timed) r.segments!.presentationTimeOffset = Math.floor(start * r.segments!.timescale);
+}
+
+/**
+ * One WebVTT rendition per passthrough/convert subtitle track: `s<i>/subtitles.vtt`, and for HLS
+ * a one-segment playlist naming it (PeerTube's way: ffmpeg's own WebVTT segmenting allows one
+ * track per variant, names them subtitle_N and cuts cues at keyframes). MPEG-TS segments start
+ * at a PTS of their own, so the file maps its zero onto the first video frame's PTS with
+ * X-TIMESTAMP-MAP (RFC 8216 §3.5; without it cues show ~11 s early, measured in hls.js). fMP4
+ * segments start at the media's zero and need no map.
+ */
+async function writeSubtitleRenditions(
+  target: StreamTarget,
+  packaged: PackagedRendition[],
+  container: "fmp4" | "ts",
+  options: PackageOptions,
+): Promise<Array<{ packaged: PackagedRendition; file: string }>> {
+  const tracks = (target.subtitles ?? []).filter((s) => s.track.operation === "passthrough" || s.track.operation === "convert");
+  if (tracks.length === 0) return [];
+  const video = packaged.find((p) => p.kind === "video")!;
+  const durationS = video.durationS;
+  let timestampMap = "";
+  if (container === "ts") {
+    const firstSegment = parseMediaPlaylist(await readFile(path.join(target.dir, video.playlistUri), "utf8")).segments[0]!.uri;
+    const pts = await options.firstVideoPts(path.join(target.dir, path.dirname(video.playlistUri), firstSegment));
+    timestampMap = `X-TIMESTAMP-MAP=MPEGTS:${pts},LOCAL:00:00:00.000\n`;
+  }
+  const written: Array<{ packaged: PackagedRendition; file: string }> = [];
+  for (const [n, prepared] of tracks.entries()) {
+    const id = `s${n}`;
+    const dir = path.join(target.dir, id);
+    await mkdir(dir, { recursive: true });
+    const text = (await readFile(prepared.vtt, "utf8")).replace(/^\uFEFF/, "");
+    const [header, ...rest] = text.split(/\r?\n/);
+    const file = path.join(dir, "subtitles.vtt");
+    await writeFile(file, [header, ...(timestampMap ? [timestampMap.trimEnd()] : []), ...rest].join("\n"));
+    const playlist = ["#EXTM3U", "#EXT-X-VERSION:3", `#EXT-X-TARGETDURATION:${Math.ceil(durationS)}`, "#EXT-X-MEDIA-SEQUENCE:1", "#EXT-X-PLAYLIST-TYPE:VOD", `#EXTINF:${durationS.toFixed(6)},`, "subtitles.vtt", "#EXT-X-ENDLIST", ""].join("\n");
+    await writeFile(path.join(dir, "index.m3u8"), playlist);
+    const language = bcp47(prepared.track.language);
+    const bytes = (await stat(file)).size;
+    written.push({
+      file,
+      packaged: {
+        id,
+        kind: "subtitles",
+        playlistUri: `${id}/index.m3u8`,
+        fileUri: `${id}/subtitles.vtt`,
+        codec: "wvtt",
+        peakBps: Math.ceil((bytes * 8) / Math.max(1, durationS)),
+        averageBps: Math.ceil((bytes * 8) / Math.max(1, durationS)),
+        durationS,
+        language,
+        name: prepared.track.label || (language ? languageName(language) : undefined),
+        isDefault: prepared.track.default,
+        forced: prepared.track.forced,
+        hearingImpaired: prepared.track.hearingImpaired,
+      },
+    });
+  }
+  return written;
 }

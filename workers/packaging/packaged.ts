@@ -2,7 +2,7 @@
 export interface PackagedRendition {
   /** "v0", "a1": its directory under the output. */
   id: string;
-  kind: "video" | "audio";
+  kind: "video" | "audio" | "subtitles";
   /** The media playlist, relative to the output directory ("v0/index.m3u8"). */
   playlistUri: string;
   /** RFC 6381 codec string from the init segment's sample entry. */
@@ -22,6 +22,11 @@ export interface PackagedRendition {
   /** Human-readable track name (the track's label, else the language's name). */
   name?: string;
   isDefault?: boolean;
+  /** Subtitles: FORCED / forced-subtitle role, and the accessibility characteristics. */
+  forced?: boolean;
+  hearingImpaired?: boolean;
+  /** Subtitles: the WebVTT file itself, relative to the output directory ("s0/subtitles.vtt"). */
+  fileUri?: string;
   /** fMP4 only (DASH): the init segment, a SegmentTemplate media pattern and the timeline. */
   segments?: {
     timescale: number;
