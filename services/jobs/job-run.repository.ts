@@ -147,7 +147,15 @@ export class JobRunRepository {
    */
   recordProbe(
     lease: Lease,
-    probe: { inputMetadata: unknown; estimatedCostMinor: number; outputCostsMinor: Array<[string, number]>; execution: unknown; probedAt: Date },
+    probe: {
+      inputMetadata: unknown;
+      estimatedCostMinor: number;
+      outputCostsMinor: Array<[string, number]>;
+      /** Outputs the plan refused (an encoder the build lacks, a setting not encoded yet): failed now, with why. */
+      failedOutputs: Array<[string, { code: string; message: string }]>;
+      execution: unknown;
+      probedAt: Date;
+    },
     next: { pause: true } | { pause: false; encoding: readonly string[] },
   ): Promise<boolean> {
     const encoding = new Set(next.pause ? [] : next.encoding);
@@ -159,12 +167,12 @@ export class JobRunRepository {
       ...(next.pause ? { status: "awaiting_confirmation", lease_owner: "", lease_expires_at: null } : { status: "processing", started_at: probe.probedAt }),
     };
     const outputs = probe.outputCostsMinor.map(([id, cost]): [string, Updateable<JobOutputsTable>] => [id, { estimated_cost_minor: cost, ...(encoding.has(id) ? { status: "processing" } : {}) }]);
-    return this.update(lease, job, { outputs, refundClaim: next.pause });
+    return this.update(lease, job, { outputs: [...outputs, ...failedRows(probe.failedOutputs)], refundClaim: next.pause });
   }
 
   /** A confirmed or resumed job: these outputs are being encoded (started_at set on the first start). */
-  startEncoding(lease: Lease, outputIds: readonly string[], startedAt: Date | undefined): Promise<boolean> {
-    return this.update(lease, startedAt ? { started_at: startedAt } : {}, { outputs: outputIds.map((id) => [id, { status: "processing" }]) });
+  startEncoding(lease: Lease, outputIds: readonly string[], startedAt: Date | undefined, failedOutputs: Array<[string, { code: string; message: string }]> = []): Promise<boolean> {
+    return this.update(lease, startedAt ? { started_at: startedAt } : {}, { outputs: [...outputIds.map((id): [string, Updateable<JobOutputsTable>] => [id, { status: "processing" }]), ...failedRows(failedOutputs)] });
   }
 
   /** One output delivered: where, how big, how long, what it cost. */
@@ -236,7 +244,7 @@ export class JobRunRepository {
         lease_owner: "",
         lease_expires_at: null,
       },
-      { outputs: result.failedOutputs.map(([id, f]) => [id, { status: "failed", error_code: f.code, error_message: f.message.slice(0, 2000), progress: 0 }]) },
+      { outputs: failedRows(result.failedOutputs) },
     );
   }
 
@@ -330,4 +338,8 @@ export class JobRunRepository {
         .execute();
     });
   }
+}
+
+function failedRows(failures: Array<[string, { code: string; message: string }]>): Array<[string, Updateable<JobOutputsTable>]> {
+  return failures.map(([id, f]) => [id, { status: "failed", error_code: f.code, error_message: f.message.slice(0, 2000), progress: 0 }]);
 }

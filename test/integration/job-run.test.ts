@@ -185,6 +185,29 @@ describe("JobRun with a fake MediaTools", () => {
     expect(Number(done.actualCostMinor)).toBe(Number(done.outputs[0]!.actualCostMinor));
   });
 
+  it("fails an output the build cannot make at the probe, before a delayed start pauses: it is not in the price to confirm", async () => {
+    const job = await fx.createJob({ delayedStart: true, outputs: [H264_720, AV1_720] });
+    const [h264, av1] = job.outputs;
+    const tools = new FakeMediaTools();
+    tools.caps = capabilitiesWithoutAv1();
+    const first = await startRun(job.id, tools);
+    await first.run.run(new Date());
+
+    const waiting = (await fx.jobRepository.get(fx.organizationId, job.id))!;
+    expect(waiting.status).toBe("awaiting_confirmation");
+    expect(waiting.outputs[1]).toMatchObject({ id: av1!.id, status: "failed", errorCode: "CODEC_UNSUPPORTED", estimatedCostMinor: null });
+    expect(Number(waiting.estimatedCostMinor)).toBe(Number(waiting.outputs[0]!.estimatedCostMinor));
+
+    await fx.jobs.confirm(fx.organizationId, job.id);
+    const second = await startRun(job.id, tools, 1);
+    await second.run.run(new Date());
+    expect(tools.runs.map((r) => r.files)).toEqual([[join(second.tmp, `${h264!.id}.mp4`)]]);
+    const done = (await fx.jobRepository.get(fx.organizationId, job.id))!;
+    // The output failed at the probe still counts: the job is partial, not completed.
+    expect(done.status).toBe("partial");
+    expect(done.outputs.map((o) => [o.status, o.errorCode])).toEqual([["completed", ""], ["failed", "CODEC_UNSUPPORTED"]]);
+  });
+
   it("retries each output alone after a combined run fails with a MediaError: only the bad one fails", async () => {
     const job = await fx.createJob({ outputs: [H264_720, H264_480, VP9_480] });
     const [good, bad, webm] = job.outputs;

@@ -274,7 +274,7 @@ const rows: Row[] = [
     },
     outcome: "term",
     async check({ jobId }) {
-      expect(await get(jobId)).toMatchObject({ status: "failed", errorCode: "RETRIES_EXHAUSTED", errorMessage: "gave up after 1 attempts; last error: connection reset by the origin" });
+      expect(await get(jobId)).toMatchObject({ status: "failed", errorCode: "RETRIES_EXHAUSTED", errorMessage: "gave up after 1 attempt; last error: connection reset by the origin" });
       expect(await fx.row(jobId)).toMatchObject({ lease_owner: "", lease_expires_at: null });
     },
   },

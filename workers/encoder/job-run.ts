@@ -146,14 +146,20 @@ export class JobRun {
       await this.held(this.deps.runs.startProbe(this.lease, this.timings));
       await this.statusChanged("probing");
       const info = await this.timedProbe(input);
-      const costs = estimateCosts(this.job, info);
+      // Planned before the estimate: an output that cannot be made fails now, with its reason,
+      // and is not in the price a delayed-start caller confirms.
+      const plan = await this.plan(info);
+      const producible = this.job.outputs.filter((o) => !plan.failures.has(o.id));
+      const costs = estimateCosts({ ...this.job, outputs: producible }, info);
       const probe = {
         inputMetadata: toJson(InputMetadataSchema, toInputMetadata(info)),
         estimatedCostMinor: costs.total,
-        outputCostsMinor: this.job.outputs.map((o, i): [string, number] => [o.id, costs.outputs[i]!]),
+        outputCostsMinor: producible.map((o, i): [string, number] => [o.id, costs.outputs[i]!]),
+        failedOutputs: failureRows(plan.failures),
         execution: this.timings,
         probedAt: new Date(),
       };
+      for (const output of this.job.outputs) if (plan.failures.has(output.id)) output.status = "failed";
       if (this.job.delayedStart) {
         // Paused with the estimate; Confirm queues the encode. The input is fetched again then.
         // Probing is not an attempt at the encode, so the claim is given back.
@@ -162,15 +168,15 @@ export class JobRun {
         await this.statusChanged("awaiting_confirmation");
         return;
       }
-      // One write: the estimate, the status, and which outputs are now being encoded.
-      const plan = await this.plan(info);
+      // One write: the estimate, the status, which outputs are now being encoded, which cannot be.
       await this.held(this.deps.runs.recordProbe(this.lease, probe, { pause: false, encoding: plan.runnable.map((r) => r.output.id) }));
       await this.statusChanged("processing");
       await this.encodeAndDeliver(input, info, plan);
     } else if (this.job.status === "processing") {
       const info = await this.timedProbe(input);
       const plan = await this.plan(info);
-      await this.held(this.deps.runs.startEncoding(this.lease, plan.runnable.map((r) => r.output.id), this.job.startedAt ? undefined : new Date()));
+      await this.held(this.deps.runs.startEncoding(this.lease, plan.runnable.map((r) => r.output.id), this.job.startedAt ? undefined : new Date(), failureRows(plan.failures)));
+      for (const output of this.job.outputs) if (plan.failures.has(output.id)) output.status = "failed";
       await this.encodeAndDeliver(input, info, plan);
     }
   }
@@ -502,8 +508,11 @@ export class JobRun {
 
   private async finish(failures: Map<string, PermanentFailure>, failedThumbnails: number): Promise<void> {
     const completed = this.job.outputs.filter((o) => o.status === "completed");
-    const status: JobStatusName & ("completed" | "partial" | "failed") = failures.size === 0 && failedThumbnails === 0 ? "completed" : completed.length > 0 ? "partial" : "failed";
-    const firstFailure = [...failures.values()][0];
+    // Outputs failed by the plan (written at once) or by an earlier attempt count as failures too.
+    const failedEarlier = this.job.outputs.filter((o) => o.status === "failed" && !failures.has(o.id));
+    const anyFailed = failures.size > 0 || failedEarlier.length > 0 || failedThumbnails > 0;
+    const status: JobStatusName & ("completed" | "partial" | "failed") = !anyFailed ? "completed" : completed.length > 0 ? "partial" : "failed";
+    const firstFailure = [...failures.values()][0] ?? planFailureOf(failedEarlier[0]);
     const now = new Date();
     this.timings.totalDurationMs = now.getTime() - this.job.createdAt.getTime();
     // Rounded once: outputs finished by this run at their exact price, earlier runs' at theirs.
@@ -511,7 +520,7 @@ export class JobRun {
     await this.held(
       this.deps.runs.finish(this.lease, {
         status,
-        failedOutputs: [...failures].map(([id, f]) => [id, { code: f.code, message: f.message }]),
+        failedOutputs: failureRows(failures),
         actualCostMinor: actual,
         execution: this.timings,
         error: status === "failed" && firstFailure ? { code: firstFailure.code, message: firstFailure.message } : undefined,
@@ -532,6 +541,15 @@ export class JobRun {
     this.job.status = status;
     await this.deps.events.publish({ jobId: this.job.id, organizationId: this.job.organizationId, kind: "status", status, progress });
   }
+}
+
+function failureRows(failures: Map<string, PermanentFailure>): Array<[string, { code: string; message: string }]> {
+  return [...failures].map(([id, f]) => [id, { code: f.code, message: f.message }]);
+}
+
+/** An output that failed before this point, as the failure the job reports when nothing was delivered. */
+function planFailureOf(output: JobOutputRecord | undefined): { code: string; message: string } | undefined {
+  return output && output.errorCode ? { code: output.errorCode, message: output.errorMessage } : undefined;
 }
 
 /** Copies a segment's streams into an mp4 (no re-encode) so its sample entries can be read. */

@@ -33,6 +33,10 @@ function backoffMs(deliveryCount: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(1, deliveryCount));
 }
 
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
 function newWorkerId(): string {
   return `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
 }
@@ -129,7 +133,7 @@ export class EncoderWorker {
     }
     if (state.leaseOwner) this.deps.log(`job ${jobId}: taking over from ${state.leaseOwner}, whose lease lapsed (attempt ${state.claims + 1})`);
     if (state.claims >= this.settings.maxAttempts) {
-      await this.fail(lease, new PermanentFailure("RETRIES_EXHAUSTED", `gave up after ${state.claims} attempts; last error: ${state.lastError || "the worker running it stopped"}`));
+      await this.fail(lease, new PermanentFailure("RETRIES_EXHAUSTED", `gave up after ${plural(state.claims, "attempt")}; last error: ${state.lastError || "the worker running it stopped"}`));
       delivery.term();
       return;
     }
@@ -204,8 +208,8 @@ export class EncoderWorker {
     const message = describeError(err);
     const attempts = previousClaims + 1;
     if (delivery.deliveryCount >= this.settings.maxDeliver || attempts >= this.settings.maxAttempts) {
-      log(`job ${lease.jobId}: giving up after ${attempts} attempts`, err);
-      await this.fail(lease, new PermanentFailure("RETRIES_EXHAUSTED", `gave up after ${attempts} attempts; last error: ${message}`));
+      log(`job ${lease.jobId}: giving up after ${plural(attempts, "attempt")}`, err);
+      await this.fail(lease, new PermanentFailure("RETRIES_EXHAUSTED", `gave up after ${plural(attempts, "attempt")}; last error: ${message}`));
       delivery.term();
       return;
     }
