@@ -12,7 +12,16 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { AudioCodec, JobStatus, OutputType, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
-import { JobServiceCreateRequestSchema, OutputSpecSchema, OutputStatus, SegmentConfigSchema, type Job, type Output } from "../../gen/rendition/v1/job_pb.js";
+import {
+  JobServiceCreateRequestSchema,
+  OutputSpecSchema,
+  OutputStatus,
+  SegmentConfigSchema,
+  ThumbnailMode,
+  type Job,
+  type Output,
+  type ThumbnailSpecSchema,
+} from "../../gen/rendition/v1/job_pb.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { launchPlayerBrowser, playStream, serveDirectory, type PlayerBrowser, type PlayerName, type StaticServer } from "../support/players.js";
@@ -38,12 +47,13 @@ const twoLanguages: OutputInit["audio"] = [
 ];
 const h264Ladder = [{ codec: VideoCodec.H264, height: 180 }, { codec: VideoCodec.H264, height: 144 }];
 
-async function runJob(outputs: OutputInit[], inputPath = "in/clip.mp4"): Promise<Job> {
+async function runJob(outputs: OutputInit[], inputPath = "in/clip.mp4", thumbnails: MessageInitShape<typeof ThumbnailSpecSchema>[] = []): Promise<Job> {
   const { job: created } = await api.jobs.create(
     create(JobServiceCreateRequestSchema, {
       inputOriginId: api.credentials.local_origin_id,
       inputPath,
       outputOriginId: api.credentials.local_origin_id,
+      thumbnails,
       outputs: outputs.map((o) => {
         const spec = create(OutputSpecSchema, o);
         if (isSegmented(spec.type)) spec.segments = create(SegmentConfigSchema, { durationSeconds: SEGMENT_S });
@@ -182,7 +192,7 @@ describe("H.264 streaming outputs from one decode", () => {
       { type: OutputType.HLS, hls: { segmentFormat: "ts" }, video: h264Ladder, audio: twoLanguages },
       { type: OutputType.DASH, video: h264Ladder, audio: twoLanguages },
       { type: OutputType.ADAPTIVE, video: h264Ladder, audio: twoLanguages },
-    ]);
+    ], "in/clip.mp4", [{ mode: ThumbnailMode.SPRITE, intervalSeconds: 1, spriteColumns: 3, width: 80 }]);
   }, 300_000);
 
   it("completes every output, priced as estimated", () => {
@@ -201,6 +211,23 @@ describe("H.264 streaming outputs from one decode", () => {
     await expectPlays("shaka", output.outputUrl, { renditions: 2, audioLanguages: ["en", "fr"] });
   });
 
+  it("puts the sprite's WebVTT storyboard beside each streaming output, pointing at the sprite", async () => {
+    for (const output of job.outputs) {
+      const storyboard = output.manifestUrls.at(-1)!;
+      expect(storyboard).toMatch(/\/storyboard\.vtt$/);
+      const text = readFileSync(localPath(storyboard), "utf8");
+      const refs = [...text.matchAll(/^(\S+)#xywh=(\d+),(\d+),(\d+),(\d+)$/gm)];
+      expect(refs).toHaveLength(CLIP_S); // one tile a second
+      const sprite = join(dirname(localPath(storyboard)), refs[0]![1]!);
+      expect(localPath(job.thumbnails[0]!.urls[0]!)).toBe(sprite);
+      const { streams } = await ffprobeJson(sprite);
+      for (const [, , x, y, w, h] of refs) {
+        expect(Number(x) + Number(w)).toBeLessThanOrEqual(streams[0].width);
+        expect(Number(y) + Number(h)).toBeLessThanOrEqual(streams[0].height);
+      }
+    }
+  });
+
   it("HLS TS: MPEG-TS segments with the same checks, plays in hls.js", async () => {
     const output = job.outputs[1]!;
     await expectHlsOutput(output, { videoCodec: "avc1.", audioCodec: "mp4a.40.2", heights: [180, 144], languages: ["en", "fr"] });
@@ -215,7 +242,7 @@ describe("H.264 streaming outputs from one decode", () => {
   it("DASH: a static MPD from the segments' own times, plays in dash.js and Shaka", async () => {
     const output = job.outputs[2]!;
     expect(output.outputUrl).toMatch(/\/manifest\.mpd$/);
-    expect(output.manifestUrls).toEqual([output.outputUrl]);
+    expect(output.manifestUrls).toEqual([output.outputUrl, expect.stringMatching(/\/storyboard\.vtt$/)]);
     expectDashOutput(output.outputUrl, { codecPrefix: "avc1.", heights: [180, 144], languages: ["en", "fr"] });
     await expectPlays("dash.js", output.outputUrl, { renditions: 2, audioLanguages: ["en", "fr"] });
     await expectPlays("shaka", output.outputUrl, { renditions: 2, audioLanguages: ["en", "fr"] });

@@ -94,6 +94,8 @@ interface Delivered {
   durationMs: number;
 }
 
+const STORYBOARD = "storyboard.vtt";
+
 /** Segments uploaded at once: enough to hide a store's latency, few enough for one worker. */
 const UPLOAD_CONCURRENCY = 4;
 
@@ -109,6 +111,8 @@ export class JobRun {
   private lastPersist = 0;
   private lastEvent = 0;
   private readonly actualMicros = new Map<string, number>();
+  /** Sprite sheets rendered by this run (thumbnails mode sprite), for the storyboards of streaming outputs. */
+  private readonly sprites: Array<{ path: string; image: string; storyboard: string }> = [];
 
   constructor(
     private readonly deps: JobRunDeps,
@@ -360,6 +364,7 @@ export class JobRun {
         const urls: string[] = [];
         for (const file of files) urls.push((await this.put(driver, file, joinObjectPath(basePath, thumb.path, basename(file)))).url);
         const storyboardUrl = plan.storyboard ? (await this.put(driver, plan.storyboard.file, joinObjectPath(basePath, thumb.path, basename(plan.storyboard.file)))).url : "";
+        if (plan.storyboard) this.sprites.push({ path: thumb.path, image: basename(files[0]!), storyboard: plan.storyboard.content });
         uploadMs += Date.now() - started;
         await this.held(this.deps.runs.completeThumbnail(this.lease, thumb.id, { urls, storyboardUrl }));
       } catch (err) {
@@ -445,6 +450,9 @@ export class JobRun {
       if (err instanceof MediaError) throw err;
       throw new MediaError("ENCODE_FAILED", `the encoded renditions could not be packaged: ${describeError(err)}`, { cause: err });
     }
+    const storyboard = await this.writeStoryboard(output, target);
+    // Uploaded with the segments (it names the sprite, already stored), listed after the manifests.
+    if (storyboard) artifacts.files.unshift(storyboard);
     const urls = new Map<string, string>();
     let bytes = 0;
     // Segments, then the media playlists naming them, then the master / MPD naming those: a
@@ -468,11 +476,26 @@ export class JobRun {
     const sidecars = await this.deliverSidecars(output, target, driver, joinObjectPath(basePath, output.path));
     return {
       url: urls.get(artifacts.primary)!,
-      manifestUrls: artifacts.manifests.map((m) => urls.get(m)!),
+      manifestUrls: [...artifacts.manifests, ...(storyboard ? [storyboard.relative] : [])].map((m) => urls.get(m)!),
       subtitleUrls: [...artifacts.subtitleFiles.map((f) => urls.get(f)!), ...sidecars.urls],
       bytes: bytes + sidecars.bytes,
       durationMs: artifacts.durationMs,
     };
+  }
+
+  /**
+   * The job's first sprite sheet as a WebVTT thumbnails track beside a streaming output's
+   * manifests (`storyboard.vtt`, the format Shaka's addThumbnailsTrack, Video.js and JW Player
+   * take): the thumbnail set's own storyboard with its cues pointing at the sprite through a path
+   * relative to the output, so both resolve on any origin.
+   */
+  private async writeStoryboard(output: JobOutputRecord, target: StreamTarget): Promise<{ local: string; relative: string } | undefined> {
+    const sprite = this.sprites[0];
+    if (!sprite) return undefined;
+    const image = posix.join(posix.relative(output.path, sprite.path), sprite.image);
+    const local = join(target.dir, STORYBOARD);
+    await writeFile(local, sprite.storyboard.split(`${sprite.image}#`).join(`${image}#`));
+    return { local, relative: STORYBOARD };
   }
 
   /**
