@@ -45,8 +45,12 @@ const FORMATS: Partial<Record<OutputType, OutputFormat>> = {
   [OutputType.ADAPTIVE]: { kind: "segmented", video: ALL_VIDEO, audio: ALL_AUDIO, defaultAudio: AAC, manifests: { hls: true, dash: true } },
 };
 
-/** MPEG-TS segments (hls.segment_format "ts") carry fewer codecs than fMP4. */
-const TS_SEGMENTS = { video: [H264, H265] as readonly VideoCodec[], audio: [AAC, AC3, EAC3] as readonly AudioCodec[] };
+/**
+ * MPEG-TS segments (hls.segment_format "ts") carry fewer codecs than fMP4: H.264 only (Apple's
+ * HLS authoring specification requires fMP4 for HEVC, and nothing plays VP9/AV1 from TS), and no
+ * Opus.
+ */
+const TS_SEGMENTS = { video: [H264] as readonly VideoCodec[], audio: [AAC, AC3, EAC3] as readonly AudioCodec[] };
 
 export function formatOf(type: OutputType): OutputFormat | undefined {
   return FORMATS[type];

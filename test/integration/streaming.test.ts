@@ -269,8 +269,50 @@ describe("H.265, VP9 and AV1 ladders", () => {
       { type: OutputType.HLS, video: [{ codec: VideoCodec.H265, height: 180 }, { codec: VideoCodec.H265, height: 144 }] },
       { type: OutputType.DASH, video: [{ codec: VideoCodec.VP9, height: 180 }, { codec: VideoCodec.VP9, height: 144 }], audio: [{ settings: { codec: AudioCodec.OPUS } }] },
       { type: OutputType.HLS, video: [{ codec: VideoCodec.AV1, height: 180 }, { codec: VideoCodec.AV1, height: 144 }] },
+      // The remaining type x codec pairs, one small rung each.
+      { type: OutputType.HLS, hls: { segmentFormat: "ts" }, video: [{ codec: VideoCodec.H264, height: 144 }], audio: [{ settings: { codec: AudioCodec.AC3 } }] },
+      { type: OutputType.HLS, video: [{ codec: VideoCodec.VP9, height: 144 }], audio: [{ settings: { codec: AudioCodec.OPUS } }] },
+      { type: OutputType.DASH, video: [{ codec: VideoCodec.AV1, height: 144 }] },
+      { type: OutputType.DASH, video: [{ codec: VideoCodec.H265, height: 144 }], audio: [{ settings: { codec: AudioCodec.AC3 } }] },
+      { type: OutputType.ADAPTIVE, video: [{ codec: VideoCodec.VP9, height: 144 }], audio: [{ settings: { codec: AudioCodec.EAC3 } }] },
+      // Several audio tracks in progressive files: every one present, with its language and title.
+      { type: OutputType.MP4, video: [{ codec: VideoCodec.H264, height: 144 }], audio: twoLanguages },
+      {
+        type: OutputType.WEBM,
+        video: [{ codec: VideoCodec.VP9, height: 144 }],
+        audio: [
+          { language: "eng", label: "English", default: true, sourceStreamIndex: 0, settings: { codec: AudioCodec.OPUS } },
+          { language: "fra", label: "Français", sourceStreamIndex: 1, settings: { codec: AudioCodec.OPUS } },
+        ],
+      },
     ]);
   }, 300_000);
+
+  it("completes every other type x codec pair, each checked against ffprobe of its segments", async () => {
+    expect(job.outputs.map((o) => [OutputType[o.type], o.status, o.errorMessage])).toEqual(job.outputs.map((o) => [OutputType[o.type], OutputStatus.COMPLETED, ""]));
+    await expectHlsOutput(job.outputs[3]!, { videoCodec: "avc1.", audioCodec: "ac-3", heights: [144] });
+    await expectHlsOutput(job.outputs[4]!, { videoCodec: "vp09.", audioCodec: "opus", heights: [144] });
+    expectDashOutput(job.outputs[5]!.outputUrl, { codecPrefix: "av01.", heights: [144], languages: [""] });
+    expectDashOutput(job.outputs[6]!.outputUrl, { codecPrefix: "hvc1.", heights: [144], languages: [""] });
+    expect(readFileSync(localPath(job.outputs[6]!.outputUrl), "utf8")).toContain('codecs="ac-3"');
+    await expectHlsOutput(job.outputs[7]!, { videoCodec: "vp09.", audioCodec: "ec-3", heights: [144] });
+    expectDashOutput(job.outputs[7]!.manifestUrls[1]!, { codecPrefix: "vp09.", heights: [144], languages: [""] });
+    // Chromium decodes these: VP9 + Opus over HLS, AV1 over DASH.
+    await expectPlays("hls.js", job.outputs[4]!.outputUrl, { renditions: 1 });
+    await expectPlays("dash.js", job.outputs[5]!.outputUrl, { renditions: 1 });
+  });
+
+  it("writes every audio track into progressive files with its language, title and one default", async () => {
+    for (const output of job.outputs.slice(8)) {
+      const { streams } = await ffprobeJson(localPath(output.outputUrl));
+      const audio = streams.filter((st) => st.codec_type === "audio");
+      // mp4 keeps a track's name as its handler name, Matroska as its title.
+      expect(audio.map((st) => [st.tags?.language, st.tags?.title ?? st.tags?.handler_name, st.disposition.default])).toEqual([
+        ["eng", "English", 1],
+        ["fra", "Français", 0],
+      ]);
+    }
+  });
 
   it("H.265: hvc1 segments with a CODECS string from the hvcC box (Chromium cannot decode HEVC: manifests and ffprobe only)", async () => {
     expect(job.outputs[0]!.status).toBe(OutputStatus.COMPLETED);

@@ -42,6 +42,7 @@ describe("Create cross-field rules", () => {
     expect(out({ type: OutputType.HLS, hls: { segmentFormat: "ts" }, video: [{ codec: VideoCodec.H264 }, { codec: VideoCodec.AV1 }] })).toEqual([
       "outputs[0].video[1].codec output.container_video_codec",
     ]);
+    expect(out({ type: OutputType.HLS, hls: { segmentFormat: "ts" }, video: [{ codec: VideoCodec.H265 }] })).toEqual(["outputs[0].video[0].codec output.container_video_codec"]);
     expect(out({ type: OutputType.HLS, video: [{ codec: VideoCodec.AV1 }], audio: [{ settings: { codec: AudioCodec.OPUS } }] })).toEqual([]);
     expect(out({ type: OutputType.ADAPTIVE, hls: { segmentFormat: "ts" }, video: [{ codec: VideoCodec.H264 }] })).toEqual(["outputs[0].hls.segment_format output.ts_hls_only"]);
   });

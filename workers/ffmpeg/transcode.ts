@@ -242,7 +242,7 @@ export function buildTranscodeCommand(input: { file: string; info: MediaInfo }, 
       } else {
         const track = rendition.track!;
         const defaultAudio = codecsFor(target.spec)!.defaultAudio;
-        options = ["-map", `0:a:${track.sourceStreamIndex}`, ...audioOptions(track, 0, defaultAudio, opts.capabilities), ...opusInMp4(target.spec, [track], defaultAudio)];
+        options = ["-map", `0:a:${track.sourceStreamIndex}`, ...audioOptions(track, 0, { defaultCodec: defaultAudio, mp4Family: isMp4Family(target.spec) }, opts.capabilities), ...opusInMp4(target.spec, [track], defaultAudio)];
       }
       outputs.push({ options: [...options, "-map_metadata", "-1", ...hlsMuxerOptions(rendition.dir, segmentSeconds, segments), ...threads], file: absoluteFile(path.join(rendition.dir, "index.m3u8")) });
     }
@@ -339,7 +339,7 @@ function fileOutputOptions(spec: OutputSpec, pad: number, info: MediaInfo, caps:
     // "?" keeps inputs without audio working: the output then simply has no audio.
     ...tracks.flatMap((track) => ["-map", `0:a:${track?.sourceStreamIndex ?? 0}?`]),
     ...videoCodecOptions(spec.video[0]!, spec, info, caps),
-    ...tracks.flatMap((track, i) => audioOptions(track, i, format.defaultAudio, caps, tracks.length > 1 ? i === defaultTrack : undefined)),
+    ...tracks.flatMap((track, i) => audioOptions(track, i, { defaultCodec: format.defaultAudio, mp4Family: isMp4Family(spec) }, caps, tracks.length > 1 ? i === defaultTrack : undefined)),
     ...opusInMp4(spec, tracks, format.defaultAudio),
     ...subtitleMaps,
     // Drops the source's global tags (GPS position, device and software names): privacy, and a
@@ -496,7 +496,14 @@ function gop(size: number | undefined): string[] {
  * without audio): these flags are then unused and harmless. `isDefault` sets the disposition
  * when an output has several tracks (undefined: leave ffmpeg's, the first track is default).
  */
-function audioOptions(track: AudioTrack | undefined, n: number, defaultCodec: AudioCodec, caps: FfmpegCapabilities | undefined, isDefault?: boolean): string[] {
+function audioOptions(
+  track: AudioTrack | undefined,
+  n: number,
+  target: { defaultCodec: AudioCodec; mp4Family: boolean },
+  caps: FfmpegCapabilities | undefined,
+  isDefault?: boolean,
+): string[] {
+  const { defaultCodec, mp4Family } = target;
   const settings: Partial<AudioSettings> = track?.settings ?? {};
   const codec = settings.codec || defaultCodec;
   const encoder = audioEncoder(codec, caps);
@@ -516,6 +523,8 @@ function audioOptions(track: AudioTrack | undefined, n: number, defaultCodec: Au
     ...(settings.normalize ? [`-filter:${a}`, LOUDNORM_FILTER] : []),
     ...(track?.language ? [`-metadata:s:${a}`, `language=${track.language}`] : []),
     ...(track?.label ? [`-metadata:s:${a}`, `title=${track.label}`] : []),
+    // mp4/mov keep a track's name in its handler box, not in a title tag.
+    ...(track?.label && mp4Family ? [`-metadata:s:${a}`, `handler_name=${track.label}`] : []),
     ...(disposition ? [`-disposition:${a}`, disposition] : []),
   ];
 }
