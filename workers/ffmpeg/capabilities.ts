@@ -17,6 +17,12 @@ export interface FfmpegCapabilities {
    * every build. Optional so a hand-made capability set stays valid; absent means none.
    */
   experimentalEncoders?: ReadonlySet<string>;
+  /**
+   * Whether the mp4 muxer takes Opus as it is. ffmpeg 4.1 (the npm build) calls Opus in mp4
+   * experimental: a progressive file gets `-strict experimental`, but the hls muxer's inner mp4
+   * does not inherit it, so Opus cannot go into fMP4 segments there. Absent means yes.
+   */
+  opusInMp4?: boolean;
 }
 
 /** Encoder names from `ffmpeg -hide_banner -encoders` stdout. */
@@ -80,11 +86,22 @@ export async function detectCapabilities(ffmpegPath: string, launcher: readonly 
     experimentalEncoders: parseExperimentalEncoders(encoders!),
     muxers: parseMuxers(muxers!),
     filters: parseFilters(filters!),
+    opusInMp4: true,
   };
+  if (caps.encoders.has("libopus")) caps.opusInMp4 = await muxesOpusInMp4(ffmpegPath, launcher);
   for (const [what, set] of [["encoders", caps.encoders], ["muxers", caps.muxers], ["filters", caps.filters]] as const) {
     if (set.size === 0) throw new Error(`${ffmpegPath} -${what} listed no ${what}`);
   }
   return caps;
+}
+
+/** A 0.1 s silent Opus stream muxed into mp4 without -strict: does this build take it? */
+async function muxesOpusInMp4(ffmpegPath: string, launcher: readonly string[]): Promise<boolean> {
+  const [binary, ...prefix] = launcher.length ? [...launcher, ffmpegPath] : [ffmpegPath];
+  const args = [...prefix, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo", "-t", "0.1"];
+  return new Promise((resolve) => {
+    execFile(binary!, [...args, "-c:a", "libopus", "-f", "mp4", "-movflags", "frag_keyframe+empty_moov", "pipe:1"], { timeout: LISTING_TIMEOUT_MS, killSignal: "SIGKILL", encoding: "buffer", maxBuffer: LISTING_MAX_BUFFER }, (err) => resolve(!err));
+  });
 }
 
 function runListing(ffmpegPath: string, launcher: readonly string[], listing: string): Promise<string> {
@@ -166,5 +183,6 @@ export function describeCapabilities(caps: FfmpegCapabilities): string {
     return notes.length ? `${codec}=${picked} (${notes.join("; ")})` : `${codec}=${picked}`;
   });
   const unavailable = all.filter(([, list]) => !pickEncoder(list, caps)).map(([codec]) => codec);
-  return `encoders: ${parts.join(" ")}${unavailable.length ? `; unavailable: ${unavailable.join(", ")}` : ""}`;
+  const opus = caps.opusInMp4 === false ? "; opus cannot go into fMP4 segments (this build calls it experimental)" : "";
+  return `encoders: ${parts.join(" ")}${unavailable.length ? `; unavailable: ${unavailable.join(", ")}` : ""}${opus}`;
 }

@@ -173,6 +173,9 @@ export function checkTarget(target: EncodeTarget, info: MediaInfo, caps?: Ffmpeg
     if (!codecs.audio.includes(audioCodec)) {
       return fail("CODEC_UNSUPPORTED", `${type} cannot carry ${enumWord(AudioCodec, audioCodec)} audio (allowed: ${codecs.audio.map((c) => enumWord(AudioCodec, c)).join(", ")})`);
     }
+    if (info.audioStreams.length > 0 && audioCodec === OPUS && format.kind === "segmented" && segmentContainerOf(spec) === "fmp4" && caps?.opusInMp4 === false) {
+      return fail("CODEC_UNSUPPORTED", `this worker's ffmpeg cannot put opus audio into fMP4 segments (ffmpeg 4.1 calls it experimental); use aac, or a worker with ffmpeg 5 or later`);
+    }
     if (info.audioStreams.length > 0 && !audioEncoder(audioCodec, caps)) {
       return fail("CODEC_UNSUPPORTED", `this worker's ffmpeg has no ${enumWord(AudioCodec, audioCodec)} encoder (looked for ${encoderList("audio", audioCodec)})`);
     }
