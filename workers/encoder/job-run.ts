@@ -1,9 +1,7 @@
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { basename, join, posix } from "node:path";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { create, toJson } from "@bufbuild/protobuf";
-import { OutputType } from "../../gen/rendition/v1/common_pb.js";
-import { contentTypeOf } from "../../services/jobs/output-formats.js";
 import { InputMetadataSchema, type InputMetadata } from "../../gen/rendition/v1/job_pb.js";
 import type { JobRepository } from "../../services/jobs/job.repository.js";
 import type { JobRunRepository, Lease } from "../../services/jobs/job-run.repository.js";
@@ -13,16 +11,13 @@ import type { OriginManager } from "../../services/origins/origin.service.js";
 import { microsToMinor } from "../../services/pricing/pricing.js";
 import type { JobEventBus } from "../../services/queue/event-bus.js";
 import { NotFoundError, FailedPreconditionError } from "../../services/common/errors.js";
-import { createStorageDriver, joinObjectPath, ObjectAccessDeniedError, ObjectNotFoundError, type StorageDriver } from "../../services/storage/storage-driver.js";
-import { INPUT_SAFETY_OPTIONS } from "../ffmpeg/command.js";
-import { mp4DurationMs } from "../ffmpeg/mp4-duration.js";
+import { createStorageDriver, joinObjectPath, type StorageDriver } from "../../services/storage/storage-driver.js";
 import { buildThumbnailPlan } from "../ffmpeg/thumbnails.js";
 import { buildTranscodeCommand, streamRenditions, UnsupportedOutputError } from "../ffmpeg/transcode.js";
-import { convertCommand, sidecarName, type SubtitleText } from "../ffmpeg/subtitles.js";
-import { isStreamTarget, MediaError, type EncodeTarget, type InputLimits, type MediaInfo, type MediaTools, type StreamTarget, type TranscodeTarget } from "../ffmpeg/types.js";
-import { packageStream } from "../packaging/package-stream.js";
+import { isStreamTarget, MediaError, type InputLimits, type MediaInfo, type MediaTools } from "../ffmpeg/types.js";
 import { actualCostMicros, estimateCosts } from "./costs.js";
 import { classifyInputError, describeError, PermanentFailure, toOutputFailure } from "./failure.js";
+import { OutputDelivery, type Delivered, type RenderedSprite } from "./delivery.js";
 import { planOutputs, type OutputPlan, type PlannedOutput } from "./output-plan.js";
 import { prepareSubtitles } from "./subtitle-prep.js";
 import { inputSource, type DirectInputCredentials } from "./input.js";
@@ -85,20 +80,6 @@ function toInputMetadata(info: MediaInfo): InputMetadata {
 /** An encoded output waiting for delivery. */
 type Encoded = PlannedOutput;
 
-/** What one output delivered: the URL its output_url names, the manifests, the bytes stored. */
-interface Delivered {
-  url: string;
-  manifestUrls: string[];
-  subtitleUrls: string[];
-  bytes: number;
-  durationMs: number;
-}
-
-const STORYBOARD = "storyboard.vtt";
-
-/** Segments uploaded at once: enough to hide a store's latency, few enough for one worker. */
-const UPLOAD_CONCURRENCY = 4;
-
 /**
  * Carries one job from wherever it is (pending, probing, processing) as far as it can go under
  * one lease: probe and estimate, pause for confirmation, encode, thumbnails, upload, finish.
@@ -112,7 +93,7 @@ export class JobRun {
   private lastEvent = 0;
   private readonly actualMicros = new Map<string, number>();
   /** Sprite sheets rendered by this run (thumbnails mode sprite), for the storyboards of streaming outputs. */
-  private readonly sprites: Array<{ path: string; image: string; storyboard: string }> = [];
+  private readonly sprites: RenderedSprite[] = [];
 
   constructor(
     private readonly deps: JobRunDeps,
@@ -231,14 +212,15 @@ export class JobRun {
 
   private async encodeAndDeliver(input: string, info: MediaInfo, { runnable, failures }: OutputPlan): Promise<void> {
     const { driver, basePath } = await this.outputDriver();
+    const delivery = new OutputDelivery({ driver, basePath, tools: this.deps.tools, signal: this.signal, tmpDir: this.tmpDir, sprites: this.sprites });
     try {
       const encodeStarted = Date.now();
       const ready = await this.withSubtitles(input, info, runnable, failures);
       const encoded = await this.encode(input, info, ready, failures);
-      const thumbnails = await this.thumbnails(input, info, driver, basePath);
+      const thumbnails = await this.thumbnails(input, info, delivery);
       this.timings.encodeDurationMs += Date.now() - encodeStarted - thumbnails.uploadMs;
       const uploadStarted = Date.now();
-      await this.upload(encoded, info, driver, basePath, failures);
+      await this.upload(encoded, info, delivery, failures);
       this.timings.uploadDurationMs += Date.now() - uploadStarted + thumbnails.uploadMs;
       await this.finish(failures, thumbnails.failed);
     } finally {
@@ -345,7 +327,8 @@ export class JobRun {
   }
 
   /** Renders and uploads each thumbnail set; a failure fails that set only. Counts failed sets, earlier attempts' too. */
-  private async thumbnails(input: string, info: MediaInfo, driver: StorageDriver, basePath: string): Promise<{ failed: number; uploadMs: number }> {
+  private async thumbnails(input: string, info: MediaInfo, delivery: OutputDelivery): Promise<{ failed: number; uploadMs: number }> {
+    const { basePath } = delivery;
     let failed = this.job.thumbnails.filter((t) => t.status === "failed").length;
     let uploadMs = 0;
     for (const thumb of this.job.thumbnails.filter((t) => t.status === "pending" || t.status === "processing")) {
@@ -362,8 +345,8 @@ export class JobRun {
         if (files.length === 0) throw new MediaError("ENCODE_FAILED", "no thumbnail image could be taken from the input at the requested times");
         const started = Date.now();
         const urls: string[] = [];
-        for (const file of files) urls.push((await this.put(driver, file, joinObjectPath(basePath, thumb.path, basename(file)))).url);
-        const storyboardUrl = plan.storyboard ? (await this.put(driver, plan.storyboard.file, joinObjectPath(basePath, thumb.path, basename(plan.storyboard.file)))).url : "";
+        for (const file of files) urls.push((await delivery.put(file, joinObjectPath(basePath, thumb.path, basename(file)))).url);
+        const storyboardUrl = plan.storyboard ? (await delivery.put(plan.storyboard.file, joinObjectPath(basePath, thumb.path, basename(plan.storyboard.file)))).url : "";
         if (plan.storyboard) this.sprites.push({ path: thumb.path, image: basename(files[0]!), storyboard: plan.storyboard.content });
         uploadMs += Date.now() - started;
         await this.held(this.deps.runs.completeThumbnail(this.lease, thumb.id, { urls, storyboardUrl }));
@@ -383,12 +366,12 @@ export class JobRun {
    * (segments first, the manifests naming them last, so a visible master playlist means
    * everything it names is there). An output whose manifests cannot be written fails alone.
    */
-  private async upload(encoded: Encoded[], info: MediaInfo, driver: StorageDriver, basePath: string, failures: Map<string, PermanentFailure>): Promise<void> {
+  private async upload(encoded: Encoded[], info: MediaInfo, delivery: OutputDelivery, failures: Map<string, PermanentFailure>): Promise<void> {
     let done = 0;
     for (const { output, target } of encoded) {
       let delivered: Delivered;
       try {
-        delivered = isStreamTarget(target) ? await this.deliverStream(output, target, info, driver, basePath) : await this.deliverFile(output, target, driver, basePath);
+        delivered = isStreamTarget(target) ? await delivery.stream(output, target, info) : await delivery.file(output, target);
       } catch (err) {
         this.signal.throwIfAborted();
         if (!(err instanceof MediaError)) throw err;
@@ -402,130 +385,6 @@ export class JobRun {
       output.status = "completed";
       output.actualCostMinor = String(cost);
       this.actualMicros.set(output.id, micros);
-    }
-  }
-
-  private async deliverFile(output: JobOutputRecord, target: TranscodeTarget, driver: StorageDriver, basePath: string): Promise<Delivered> {
-    const [durationMs, { bytes, url }] = await Promise.all([this.durationOf(output, target.file), this.put(driver, target.file, joinObjectPath(basePath, output.path))]);
-    const dir = posix.dirname(output.path);
-    const sidecars = await this.deliverSidecars(output, target, driver, dir === "." ? basePath : joinObjectPath(basePath, dir));
-    return { url, manifestUrls: [], subtitleUrls: sidecars.urls, bytes: bytes + sidecars.bytes, durationMs };
-  }
-
-  /** Tracks with operation "extract": a subtitle file in the track's format beside the output. */
-  private async deliverSidecars(output: JobOutputRecord, target: EncodeTarget, driver: StorageDriver, dir: string): Promise<{ urls: string[]; bytes: number }> {
-    const urls: string[] = [];
-    let bytes = 0;
-    for (const prepared of (target.subtitles ?? []).filter((s) => s.track.operation === "extract")) {
-      const name = sidecarName(output.path, isStreamTarget(target), prepared);
-      const format = (prepared.track.format || "webvtt") as SubtitleText | "ttml";
-      const local = join(this.tmpDir, `${output.id}-${name}`);
-      try {
-        await this.deps.tools.run(convertCommand(prepared.file, format, local), { signal: this.signal, timeoutMs: 120_000 });
-      } catch (err) {
-        this.signal.throwIfAborted();
-        if (err instanceof MediaError) throw new MediaError(err.code, `subtitle_tracks[${prepared.index}] could not be written as ${format}: ${err.message}`, { cause: err });
-        throw err;
-      }
-      const put = await this.put(driver, local, joinObjectPath(dir, name));
-      urls.push(put.url);
-      bytes += put.bytes;
-    }
-    return { urls, bytes };
-  }
-
-  private async deliverStream(output: JobOutputRecord, target: StreamTarget, info: MediaInfo, driver: StorageDriver, basePath: string): Promise<Delivered> {
-    let artifacts;
-    try {
-      artifacts = await packageStream(target, streamRenditions(target, info), info, {
-        remuxToMp4: (segment, mp4) => this.deps.tools.run(remuxCommand(segment, mp4), { signal: this.signal, timeoutMs: 60_000 }),
-        firstVideoPts: async (segment) => {
-          const out = `${segment}.framemd5`;
-          await this.deps.tools.run(firstFrameCommand(segment, out), { signal: this.signal, timeoutMs: 60_000 });
-          return parseFirstPts(await readFile(out, "utf8"));
-        },
-      });
-    } catch (err) {
-      this.signal.throwIfAborted();
-      if (err instanceof MediaError) throw err;
-      throw new MediaError("ENCODE_FAILED", `the encoded renditions could not be packaged: ${describeError(err)}`, { cause: err });
-    }
-    const storyboard = await this.writeStoryboard(output, target);
-    // Uploaded with the segments (it names the sprite, already stored), listed after the manifests.
-    if (storyboard) artifacts.files.unshift(storyboard);
-    const urls = new Map<string, string>();
-    let bytes = 0;
-    // Segments, then the media playlists naming them, then the master / MPD naming those: a
-    // manifest a player can read never names a file that is not there yet.
-    const topLevel = artifacts.manifests.filter((m) => !m.includes("/"));
-    const segments = artifacts.files.filter((f) => !artifacts.manifests.includes(f.relative));
-    const mediaPlaylists = artifacts.files.filter((f) => artifacts.manifests.includes(f.relative) && !topLevel.includes(f.relative));
-    const manifests = artifacts.files.filter((f) => topLevel.includes(f.relative));
-    for (const batch of [segments, mediaPlaylists, manifests]) {
-      const pending = [...batch];
-      await Promise.all(
-        Array.from({ length: Math.min(UPLOAD_CONCURRENCY, pending.length) }, async () => {
-          for (let file = pending.shift(); file; file = pending.shift()) {
-            const put = await this.put(driver, file.local, joinObjectPath(basePath, output.path, file.relative));
-            bytes += put.bytes;
-            urls.set(file.relative, put.url);
-          }
-        }),
-      );
-    }
-    const sidecars = await this.deliverSidecars(output, target, driver, joinObjectPath(basePath, output.path));
-    return {
-      url: urls.get(artifacts.primary)!,
-      manifestUrls: [...artifacts.manifests, ...(storyboard ? [storyboard.relative] : [])].map((m) => urls.get(m)!),
-      subtitleUrls: [...artifacts.subtitleFiles.map((f) => urls.get(f)!), ...sidecars.urls],
-      bytes: bytes + sidecars.bytes,
-      durationMs: artifacts.durationMs,
-    };
-  }
-
-  /**
-   * The job's first sprite sheet as a WebVTT thumbnails track beside a streaming output's
-   * manifests (`storyboard.vtt`, the format Shaka's addThumbnailsTrack, Video.js and JW Player
-   * take): the thumbnail set's own storyboard with its cues pointing at the sprite through a path
-   * relative to the output, so both resolve on any origin.
-   */
-  private async writeStoryboard(output: JobOutputRecord, target: StreamTarget): Promise<{ local: string; relative: string } | undefined> {
-    const sprite = this.sprites[0];
-    if (!sprite) return undefined;
-    const image = posix.join(posix.relative(output.path, sprite.path), sprite.image);
-    const local = join(target.dir, STORYBOARD);
-    await writeFile(local, sprite.storyboard.split(`${sprite.image}#`).join(`${image}#`));
-    return { local, relative: STORYBOARD };
-  }
-
-  /**
-   * An output's own duration, which prices it and is reported. mp4/mov: the movie header, read
-   * in process (the same number ffprobe reports, without its ~90 ms start-up); else ffprobe.
-   * Not ffmpeg's last progress time, which lags the real end by the encoder's delay.
-   */
-  private async durationOf(output: JobOutputRecord, file: string): Promise<number> {
-    if (output.spec.type === OutputType.MP4 || output.spec.type === OutputType.MOV) {
-      const fromHeader = await mp4DurationMs(file);
-      if (fromHeader !== undefined) return fromHeader;
-    }
-    const produced = await this.deps.tools.probe(file, { maxDurationMs: Number.MAX_SAFE_INTEGER, maxWidth: 1 << 16, maxHeight: 1 << 16 }, { signal: this.signal });
-    return produced.durationMs;
-  }
-
-  /**
-   * Uploads with a few quick retries; what still fails is left to the job's redelivery, unless
-   * the store refuses outright (no access, no bucket), which no retry will change.
-   */
-  private async put(driver: StorageDriver, file: string, path: string): Promise<{ bytes: number; url: string }> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await driver.upload(file, path, { contentType: contentTypeOf(file), signal: this.signal });
-      } catch (err) {
-        this.signal.throwIfAborted();
-        if (err instanceof ObjectAccessDeniedError || err instanceof ObjectNotFoundError) throw new PermanentFailure("UPLOAD_FAILED", `the output origin refused ${path}: ${describeError(err)}`, { cause: err });
-        if (attempt >= 3) throw new Error(`upload of ${path} failed: ${describeError(err)}`, { cause: err });
-        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
-      }
     }
   }
 
@@ -573,28 +432,6 @@ function failureRows(failures: Map<string, PermanentFailure>): Array<[string, { 
 /** An output that failed before this point, as the failure the job reports when nothing was delivered. */
 function planFailureOf(output: JobOutputRecord | undefined): { code: string; message: string } | undefined {
   return output && output.errorCode ? { code: output.errorCode, message: output.errorMessage } : undefined;
-}
-
-/** Copies a segment's streams into an mp4 (no re-encode) so its sample entries can be read. */
-function remuxCommand(segment: string, mp4: string) {
-  return { global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"], inputs: [{ options: [...INPUT_SAFETY_OPTIONS], file: segment }], outputs: [{ options: ["-map", "0", "-c", "copy", "-f", "mp4"], file: mp4 }] };
-}
-
-/** The first video packet of a segment, timestamps as they are (framemd5: stream, dts, pts, ...). */
-function firstFrameCommand(segment: string, out: string) {
-  return {
-    global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"],
-    inputs: [{ options: ["-copyts", ...INPUT_SAFETY_OPTIONS], file: segment }],
-    outputs: [{ options: ["-map", "0:v:0", "-c", "copy", "-frames:v", "1", "-f", "framemd5"], file: out }],
-  };
-}
-
-/** framemd5 lines read "0, dts, pts, duration, size, md5" in the stream's time base (1/90000 for MPEG-TS). */
-export function parseFirstPts(framemd5: string): number {
-  const line = framemd5.split("\n").find((l) => /^\d+,/.test(l.trim()));
-  const pts = Number(line?.split(",")[2]);
-  if (!Number.isFinite(pts)) throw new Error("the segment has no video packet");
-  return pts;
 }
 
 function emptyTimings(): Timings {
