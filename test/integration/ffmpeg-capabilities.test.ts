@@ -102,8 +102,10 @@ describe.skipIf(!NPM)("detectCapabilities: the npm-shipped 2018 ffmpeg", () => {
     expect(pickEncoder(VIDEO_ENCODERS.av1, caps)).toBe("libaom-av1");
     expect(pickEncoder(AUDIO_ENCODERS.opus, caps)).toBe("libopus");
     expect(describeCapabilities(caps)).toBe(
-      "encoders: h264=libx264 h265=libx265 vp9=libvpx-vp9 av1=libaom-av1 (experimental; no libsvtav1) aac=aac opus=libopus ac3=ac3 eac3=eac3",
+      "encoders: h264=libx264 h265=libx265 vp9=libvpx-vp9 av1=libaom-av1 (experimental; no libsvtav1) aac=aac opus=libopus ac3=ac3 eac3=eac3; opus cannot go into fMP4 segments (this build calls it experimental)",
     );
+    expect(caps.opusInMp4).toBe(false);
+    expect(binaries.system?.caps.opusInMp4 ?? true).toBe(true);
   });
 
   it("refuses its libaom-av1 without -strict experimental (why av1EncoderOptions adds it)", async () => {
