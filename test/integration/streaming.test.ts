@@ -342,7 +342,9 @@ describe("subtitle tracks", () => {
     { start: 1, end: 2, text: "Hello there" },
     { start: 3.5, end: 4.5, text: "Second line" },
   ];
-  const FRENCH = { start: 2, end: 3, text: "Bonjour" };
+  // Late enough in the clip that a player switching from the default (English) text track to this
+  // one has switched before it: dash.js, switching at start-up, sometimes missed a cue at 2 s.
+  const FRENCH = { start: 4, end: 5, text: "Bonjour" };
   const english = { operation: "passthrough", sourceStreamIndex: 0, language: "eng", label: "English", default: true };
   const french = { operation: "convert", sourceUrl: "s3://captions/fr.ttml", language: "fra", label: "Français" };
   let job: Job;
@@ -352,7 +354,7 @@ describe("subtitle tracks", () => {
     writeFileSync(join(tmp, "en.srt"), srt);
     const { ffmpegPath } = await testMediaTools();
     execFileSync(ffmpegPath, ["-hide_banner", "-loglevel", "error", "-y", "-i", join(storage, "in/clip.mp4"), "-i", join(tmp, "en.srt"), "-map", "0", "-map", "1", "-c", "copy", "-c:s", "srt", "-metadata:s:s:0", "language=eng", join(storage, "in/subs.mkv")]);
-    const ttml = `<?xml version="1.0" encoding="UTF-8"?>\n<tt xmlns="http://www.w3.org/ns/ttml" xml:lang="fr"><body><div><p begin="00:00:02.000" end="00:00:03.000">${FRENCH.text}</p></div></body></tt>`;
+    const ttml = `<?xml version="1.0" encoding="UTF-8"?>\n<tt xmlns="http://www.w3.org/ns/ttml" xml:lang="fr"><body><div><p begin="00:00:04.000" end="00:00:05.000">${FRENCH.text}</p></div></body></tt>`;
     await s3.admin.send(new PutObjectCommand({ Bucket: "captions", Key: "fr.ttml", Body: ttml, ContentType: "application/ttml+xml" }));
     const video = [{ codec: VideoCodec.H264, height: 144 }];
     job = await runJob(
@@ -373,6 +375,8 @@ describe("subtitle tracks", () => {
   it("completes every output with its subtitle files listed", () => {
     expect(job.status).toBe(JobStatus.COMPLETED);
     expect(job.outputs.map((o) => o.subtitleUrls.length)).toEqual([2, 1, 2, 0, 1, 0, 0]);
+    // What a caller picks source_stream_index from.
+    expect(job.inputMetadata!.subtitleStreams.map((s) => [s.index, s.codec, s.language])).toEqual([[0, "subrip", "eng"]]);
   });
 
   it("HLS: WebVTT renditions in a SUBTITLES group; hls.js shows the cues at their times (fMP4 and TS)", async () => {

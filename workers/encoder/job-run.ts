@@ -74,6 +74,7 @@ function toInputMetadata(info: MediaInfo): InputMetadata {
       bitrateKbps: a.bitrateKbps,
       language: a.language,
     })),
+    subtitleStreams: (info.subtitleStreams ?? []).map((s) => ({ index: s.index, codec: s.codec, language: s.language })),
   });
 }
 
