@@ -12,6 +12,7 @@ import { create } from "@bufbuild/protobuf";
 import { AudioCodec, OutputType, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { OutputSpecSchema, type OutputSpec } from "../../gen/rendition/v1/job_pb.js";
 import { ensureExecutable, locateMediaTools } from "../../workers/ffmpeg/binaries.js";
+import { remuxToMp4Command } from "../../workers/ffmpeg/command.js";
 import { createMediaTools } from "../../workers/ffmpeg/media-tools.js";
 import { buildTranscodeCommand, streamRenditions } from "../../workers/ffmpeg/transcode.js";
 import type { MediaTools, StreamTarget } from "../../workers/ffmpeg/types.js";
@@ -43,7 +44,7 @@ async function encode(spec: OutputSpec, name: string): Promise<StreamTarget & { 
   for (const r of streamRenditions(target, info)) await mkdir(r.dir, { recursive: true });
   await tools.run(buildTranscodeCommand({ file: input, info }, [target], { capabilities: await tools.capabilities() }), { timeoutMs: 120_000 });
   const out = await packageStream(target, streamRenditions(target, info), info, {
-    remuxToMp4: (segment, mp4) => tools.run({ global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"], inputs: [{ options: [], file: segment }], outputs: [{ options: ["-map", "0", "-c", "copy", "-f", "mp4"], file: mp4 }] }),
+    remuxToMp4: (segment, mp4) => tools.run(remuxToMp4Command(segment, mp4)),
     firstVideoPts: () => Promise.resolve(0),
   });
   return { ...target, out };

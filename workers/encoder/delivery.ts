@@ -4,7 +4,7 @@ import { OutputType } from "../../gen/rendition/v1/common_pb.js";
 import { contentTypeOf } from "../../services/jobs/output-formats.js";
 import type { JobOutputRecord } from "../../services/jobs/job.types.js";
 import { joinObjectPath, ObjectAccessDeniedError, ObjectNotFoundError, type StorageDriver } from "../../services/storage/storage-driver.js";
-import { INPUT_SAFETY_OPTIONS } from "../ffmpeg/command.js";
+import { firstFrameCommand, remuxToMp4Command } from "../ffmpeg/command.js";
 import { mp4DurationMs } from "../ffmpeg/mp4-duration.js";
 import { convertCommand, sidecarName, type SubtitleText } from "../ffmpeg/subtitles.js";
 import { streamRenditions } from "../ffmpeg/transcode.js";
@@ -90,7 +90,7 @@ export class OutputDelivery {
     let artifacts;
     try {
       artifacts = await packageStream(target, streamRenditions(target, info), info, {
-        remuxToMp4: (segment, mp4) => this.ctx.tools.run(remuxCommand(segment, mp4), { signal: this.ctx.signal, timeoutMs: 60_000 }),
+        remuxToMp4: (segment, mp4) => this.ctx.tools.run(remuxToMp4Command(segment, mp4), { signal: this.ctx.signal, timeoutMs: 60_000 }),
         firstVideoPts: async (segment) => {
           const out = `${segment}.framemd5`;
           await this.ctx.tools.run(firstFrameCommand(segment, out), { signal: this.ctx.signal, timeoutMs: 60_000 });
@@ -180,20 +180,6 @@ export class OutputDelivery {
       }
     }
   }
-}
-
-/** Copies a segment's streams into an mp4 (no re-encode) so its sample entries can be read. */
-function remuxCommand(segment: string, mp4: string) {
-  return { global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"], inputs: [{ options: [...INPUT_SAFETY_OPTIONS], file: segment }], outputs: [{ options: ["-map", "0", "-c", "copy", "-f", "mp4"], file: mp4 }] };
-}
-
-/** The first video packet of a segment, timestamps as they are (framemd5: stream, dts, pts, ...). */
-function firstFrameCommand(segment: string, out: string) {
-  return {
-    global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"],
-    inputs: [{ options: ["-copyts", ...INPUT_SAFETY_OPTIONS], file: segment }],
-    outputs: [{ options: ["-map", "0:v:0", "-c", "copy", "-frames:v", "1", "-f", "framemd5"], file: out }],
-  };
 }
 
 /** framemd5 lines read "0, dts, pts, duration, size, md5" in the stream's time base (1/90000 for MPEG-TS). */

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { rename, rm, writeFile } from "node:fs/promises";
+import { QUIET_GLOBAL_OPTIONS } from "../ffmpeg/command.js";
 import type { FfmpegCommand, MediaTools } from "../ffmpeg/types.js";
 
 /** English captions of the sample, one every few seconds, so subtitle tracks have something to carry. */
@@ -21,7 +22,7 @@ function srtTime(seconds: number): string {
  */
 function sampleClipCommand(file: string, captions: string): FfmpegCommand {
   return {
-    global: ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"],
+    global: [...QUIET_GLOBAL_OPTIONS],
     inputs: [
       { options: ["-f", "lavfi"], file: "testsrc2=size=1280x720:rate=30:duration=10" },
       { options: ["-f", "lavfi"], file: "sine=frequency=440:sample_rate=48000:duration=10" },

@@ -20,6 +20,9 @@ export const BASE_GLOBAL_OPTIONS: readonly string[] = [
   "-nostats",
 ];
 
+/** Global options of the small helper commands (remuxes, subtitle conversions): no progress, errors only. */
+export const QUIET_GLOBAL_OPTIONS: readonly string[] = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"];
+
 /**
  * Demuxers an input may be read with: media containers and elementary streams only. Playlist
  * and manifest demuxers (hls, concat, dash, image2 patterns...) open other files named inside
@@ -61,4 +64,22 @@ export function absoluteFile(file: string): string {
 /** Seconds for ffmpeg time options, millisecond precision ("12.345"). */
 export function seconds(value: number): string {
   return (Math.round(value * 1000) / 1000).toFixed(3);
+}
+
+/** Copies a segment's streams into an mp4 (no re-encode), so its sample entries can be read. */
+export function remuxToMp4Command(segment: string, mp4: string): FfmpegCommand {
+  return {
+    global: [...QUIET_GLOBAL_OPTIONS],
+    inputs: [{ options: [...INPUT_SAFETY_OPTIONS], file: absoluteFile(segment) }],
+    outputs: [{ options: ["-map", "0", "-c", "copy", "-f", "mp4"], file: absoluteFile(mp4) }],
+  };
+}
+
+/** The first video packet of a segment, timestamps as they are, as framemd5 text (stream, dts, pts, ...). */
+export function firstFrameCommand(segment: string, out: string): FfmpegCommand {
+  return {
+    global: [...QUIET_GLOBAL_OPTIONS],
+    inputs: [{ options: ["-copyts", ...INPUT_SAFETY_OPTIONS], file: absoluteFile(segment) }],
+    outputs: [{ options: ["-map", "0:v:0", "-c", "copy", "-frames:v", "1", "-f", "framemd5"], file: absoluteFile(out) }],
+  };
 }

@@ -1,7 +1,7 @@
 import path from "node:path";
 import { OutputType } from "../../gen/rendition/v1/common_pb.js";
 import type { SubtitleTrack } from "../../gen/rendition/v1/job_pb.js";
-import { absoluteFile } from "./command.js";
+import { absoluteFile, QUIET_GLOBAL_OPTIONS } from "./command.js";
 import type { FfmpegCommand } from "./types.js";
 
 /** The text formats subtitles are kept in between fetching and delivery. */
@@ -46,13 +46,12 @@ const MUXER: Record<SubtitleText, string> = { srt: "srt", webvtt: "webvtt", ass:
 const ENCODER: Record<SubtitleText, string> = { srt: "srt", webvtt: "webvtt", ass: "ass" };
 export const EXTENSION: Record<SubtitleText | "ttml", string> = { srt: "srt", webvtt: "vtt", ass: "ass", ttml: "ttml" };
 
-const quiet = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"];
 
 /** Copies subtitle stream `index` of the input into a text file (mov_text becomes SubRip). */
 export function extractStreamCommand(input: string, inputOptions: readonly string[], index: number, format: SubtitleText, codec: string, file: string): FfmpegCommand {
   const copy = TEXT_CODECS[codec] === format && codec !== "mov_text" && codec !== "text";
   return {
-    global: quiet,
+    global: [...QUIET_GLOBAL_OPTIONS],
     inputs: [{ options: [...inputOptions], file: absoluteFile(input) }],
     outputs: [{ options: ["-map", `0:s:${index}`, "-c:s", copy ? "copy" : ENCODER[format], "-f", MUXER[format]], file: absoluteFile(file) }],
   };
@@ -61,7 +60,7 @@ export function extractStreamCommand(input: string, inputOptions: readonly strin
 /** Converts one text subtitle file into another format (WebVTT for players, a sidecar's format). */
 export function convertCommand(file: string, to: SubtitleText | "ttml", out: string): FfmpegCommand {
   return {
-    global: quiet,
+    global: [...QUIET_GLOBAL_OPTIONS],
     inputs: [{ options: [...SUBTITLE_INPUT_OPTIONS], file: absoluteFile(file) }],
     outputs: [{ options: ["-map", "0:s:0", "-c:s", to === "ttml" ? "ttml" : ENCODER[to], "-f", to === "ttml" ? "ttml" : MUXER[to]], file: absoluteFile(out) }],
   };

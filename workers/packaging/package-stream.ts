@@ -47,7 +47,8 @@ export async function packageStream(target: StreamTarget, renditions: StreamRend
   const measured = await Promise.all(renditions.map((rendition) => measureRendition(target, rendition, info, container, manifests.dash, options)));
   const packaged = measured.map((m) => m.packaged);
   alignPresentationStart(packaged);
-  const subtitles = await writeSubtitleRenditions(target, packaged, container, options);
+  const firstVideoSegment = measured.find((m) => m.packaged.kind === "video")!.segments[0]!;
+  const subtitles = await writeSubtitleRenditions(target, packaged, container, firstVideoSegment, options);
   packaged.push(...subtitles.map((s) => s.packaged));
 
   const files = [...measured.flatMap((m) => [...(m.init ? [m.init] : []), ...m.segments]), ...subtitles.map((s) => s.file)].map((local) => ({ local, relative: path.relative(target.dir, local) }));
@@ -180,6 +181,7 @@ async function writeSubtitleRenditions(
   target: StreamTarget,
   packaged: PackagedRendition[],
   container: "fmp4" | "ts",
+  firstVideoSegment: string,
   options: PackageOptions,
 ): Promise<Array<{ packaged: PackagedRendition; file: string }>> {
   const tracks = (target.subtitles ?? []).filter((s) => s.track.operation === "passthrough" || s.track.operation === "convert");
@@ -188,8 +190,7 @@ async function writeSubtitleRenditions(
   const durationS = video.durationS;
   let timestampMap = "";
   if (container === "ts") {
-    const firstSegment = parseMediaPlaylist(await readFile(path.join(target.dir, video.playlistUri), "utf8")).segments[0]!.uri;
-    const pts = await options.firstVideoPts(path.join(target.dir, path.dirname(video.playlistUri), firstSegment));
+    const pts = await options.firstVideoPts(firstVideoSegment);
     timestampMap = `X-TIMESTAMP-MAP=MPEGTS:${pts},LOCAL:00:00:00.000\n`;
   }
   const written: Array<{ packaged: PackagedRendition; file: string }> = [];
