@@ -150,6 +150,74 @@ export interface OutboxTable {
   sent_at: NullableTimestamp;
 }
 
+export interface WebhookEndpointsTable {
+  id: string;
+  organization_id: string;
+  url: string;
+  description: string;
+  /** Event types sent; empty = all. */
+  event_types: Json<string[]>;
+  status: "enabled" | "disabled";
+  disabled_reason: Generated<string>;
+  /** AES-256-GCM token of { secret }. */
+  secret: string;
+  secret_prefix: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: NullableTimestamp;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface OrganizationWebhookSecretsTable {
+  organization_id: string;
+  secret: string;
+  secret_prefix: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: NullableTimestamp;
+  updated_at: Timestamp;
+}
+
+export interface WebhookEventsTable {
+  /** Sent as webhook-id. */
+  id: string;
+  organization_id: string;
+  job_id: string | null;
+  type: string;
+  /** The exact body sent (signed bytes), so every attempt and redelivery sends the same. */
+  payload: string;
+  created_at: Timestamp;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  /** Insertion order: a job's deliveries to one target go out in this order. */
+  seq: Generated<string>;
+  event_id: string;
+  organization_id: string;
+  job_id: string | null;
+  endpoint_id: string | null;
+  /** The endpoint id, or "job_url" for the job's own webhook_url: the unit of ordering. */
+  target: string;
+  url: string;
+  status: "pending" | "delivered" | "failed";
+  attempt_count: Generated<number>;
+  next_attempt_at: Timestamp;
+  lease_expires_at: NullableTimestamp;
+  delivered_at: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+export interface WebhookAttemptsTable {
+  id: Generated<string>;
+  delivery_id: string;
+  attempted_at: Timestamp;
+  state: Generated<"sending" | "done">;
+  response_status: Generated<number>;
+  latency_ms: Generated<number>;
+  response_snippet: Generated<string>;
+  error: Generated<string>;
+}
+
 export interface Database {
   organizations: OrganizationsTable;
   api_keys: ApiKeysTable;
@@ -159,6 +227,11 @@ export interface Database {
   job_outputs: JobOutputsTable;
   job_thumbnails: JobThumbnailsTable;
   outbox: OutboxTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  organization_webhook_secrets: OrganizationWebhookSecretsTable;
+  webhook_events: WebhookEventsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
 }
 
 export type JobRow = Selectable<JobsTable>;

@@ -1,6 +1,8 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import type { Database, JobOutputsTable, JobRowUpdate, JobThumbnailsTable } from "../db/schema.js";
 import type { Updateable } from "kysely";
+import { crossedMilestones, recordJobEvents, type JobEvent } from "../webhooks/events.js";
+import { endJob, failedRows, outputFailedEvents, type JobEnd, type OutputFailure } from "./job-end.js";
 import type { JobStatusName } from "./job.types.js";
 
 /**
@@ -119,9 +121,12 @@ export class JobRunRepository {
       thumbnails?: Array<[string, Updateable<JobThumbnailsTable>]>;
       /** This claim does not count as an attempt (the job paused for Confirm: nothing went wrong). */
       refundClaim?: boolean;
+      /** Webhook events this change causes, written with it. */
+      events?: JobEvent[];
     } = {},
   ): Promise<boolean> {
     return this.withLease(lease, async (trx) => {
+      const milestones = job.progress === undefined ? [] : await milestoneEvents(trx, lease.jobId, Number(job.progress));
       await trx
         .updateTable("jobs")
         .set((eb) => ({ ...job, updated_at: new Date(), ...(children.refundClaim ? { claims: eb("claims", "-", 1) } : {}) }))
@@ -133,6 +138,7 @@ export class JobRunRepository {
       for (const [id, patch] of children.thumbnails ?? []) {
         await trx.updateTable("job_thumbnails").set(patch).where("job_id", "=", lease.jobId).where("id", "=", id).execute();
       }
+      await recordJobEvents(trx, lease.jobId, [...(children.events ?? []), ...milestones]);
     });
   }
 
@@ -152,7 +158,7 @@ export class JobRunRepository {
       estimatedCostMinor: number;
       outputCostsMinor: Array<[string, number]>;
       /** Outputs the plan refused (an encoder the build lacks, a setting not encoded yet): failed now, with why. */
-      failedOutputs: Array<[string, { code: string; message: string }]>;
+      failedOutputs: OutputFailure[];
       execution: unknown;
       probedAt: Date;
     },
@@ -167,12 +173,20 @@ export class JobRunRepository {
       ...(next.pause ? { status: "awaiting_confirmation", lease_owner: "", lease_expires_at: null } : { status: "processing", started_at: probe.probedAt }),
     };
     const outputs = probe.outputCostsMinor.map(([id, cost]): [string, Updateable<JobOutputsTable>] => [id, { estimated_cost_minor: cost, ...(encoding.has(id) ? { status: "processing" } : {}) }]);
-    return this.update(lease, job, { outputs: [...outputs, ...failedRows(probe.failedOutputs)], refundClaim: next.pause });
+    const events: JobEvent[] = [
+      ...outputFailedEvents(probe.failedOutputs.map(([id]) => id)),
+      { type: "job.probed" },
+      ...(next.pause ? [{ type: "job.awaiting_confirmation" } as const] : []),
+    ];
+    return this.update(lease, job, { outputs: [...outputs, ...failedRows(probe.failedOutputs)], refundClaim: next.pause, events });
   }
 
   /** A confirmed or resumed job: these outputs are being encoded (started_at set on the first start). */
-  startEncoding(lease: Lease, outputIds: readonly string[], startedAt: Date | undefined, failedOutputs: Array<[string, { code: string; message: string }]> = []): Promise<boolean> {
-    return this.update(lease, startedAt ? { started_at: startedAt } : {}, { outputs: [...outputIds.map((id): [string, Updateable<JobOutputsTable>] => [id, { status: "processing" }]), ...failedRows(failedOutputs)] });
+  startEncoding(lease: Lease, outputIds: readonly string[], startedAt: Date | undefined, failedOutputs: OutputFailure[] = []): Promise<boolean> {
+    return this.update(lease, startedAt ? { started_at: startedAt } : {}, {
+      outputs: [...outputIds.map((id): [string, Updateable<JobOutputsTable>] => [id, { status: "processing" }]), ...failedRows(failedOutputs)],
+      events: outputFailedEvents(failedOutputs.map(([id]) => id)),
+    });
   }
 
   /** One output delivered: where, how big, how long, what it cost. */
@@ -200,6 +214,7 @@ export class JobRunRepository {
           },
         ],
       ],
+      events: [{ type: "output.completed", outputId }],
     });
   }
 
@@ -220,41 +235,21 @@ export class JobRunRepository {
    * The end of a run that got through: the job's final status and cost, the outputs that failed
    * alone (with their codes), and the lease ended.
    */
-  finish(
-    lease: Lease,
-    result: {
-      status: "completed" | "partial" | "failed";
-      failedOutputs: Array<[string, { code: string; message: string }]>;
-      actualCostMinor: number;
-      execution: unknown;
-      error?: { code: string; message: string };
-      completedAt: Date;
-    },
-  ): Promise<boolean> {
-    return this.update(
-      lease,
-      {
-        status: result.status,
-        progress: 100,
-        completed_at: result.completedAt,
-        actual_cost_minor: result.actualCostMinor,
-        execution: JSON.stringify(result.execution),
-        error_code: result.error?.code ?? "",
-        error_message: result.error?.message.slice(0, 2000) ?? "",
-        lease_owner: "",
-        lease_expires_at: null,
-      },
-      { outputs: failedRows(result.failedOutputs) },
-    );
+  async finish(lease: Lease, result: Omit<Extract<JobEnd, { kind: "finish" }>, "kind">): Promise<boolean> {
+    return this.withLease(lease, async (trx) => {
+      await endJob(trx, lease.jobId, { kind: "finish", ...result });
+    });
   }
 
   /** Progress only: no updated_at bump, so the reconciler's "no change for a while" still means stuck. */
   async progress(lease: Lease, progress: number, outputs: Array<[string, number]>): Promise<boolean> {
     return this.withLease(lease, async (trx) => {
+      const milestones = await milestoneEvents(trx, lease.jobId, progress);
       await trx.updateTable("jobs").set({ progress }).where("id", "=", lease.jobId).execute();
       for (const [id, value] of outputs) {
         await trx.updateTable("job_outputs").set({ progress: value }).where("job_id", "=", lease.jobId).where("id", "=", id).execute();
       }
+      await recordJobEvents(trx, lease.jobId, milestones);
     });
   }
 
@@ -263,38 +258,11 @@ export class JobRunRepository {
    * charged, so a job with some of them ends partial rather than failed.
    */
   async fail(lease: Lease, code: string, message: string): Promise<"failed" | "partial" | undefined> {
-    const error = { error_code: code, error_message: message.slice(0, 2000) };
-    let status: "failed" | "partial" | undefined;
+    let status: JobStatusName | undefined;
     const held = await this.withLease(lease, async (trx) => {
-      await trx.updateTable("job_outputs").set({ ...error, status: "failed" }).where("job_id", "=", lease.jobId).where("status", "in", ["pending", "processing"]).execute();
-      await trx
-        .updateTable("job_thumbnails")
-        .set({ status: "failed", error_message: error.error_message })
-        .where("job_id", "=", lease.jobId)
-        .where("status", "in", ["pending", "processing"])
-        .execute();
-      const delivered = await trx
-        .selectFrom("job_outputs")
-        .select((eb) => [eb.fn.countAll<string>().as("n"), eb.fn.sum<string | null>("actual_cost_minor").as("cost")])
-        .where("job_id", "=", lease.jobId)
-        .where("status", "=", "completed")
-        .executeTakeFirstOrThrow();
-      status = Number(delivered.n) > 0 ? "partial" : "failed";
-      await trx
-        .updateTable("jobs")
-        .set({
-          ...error,
-          status,
-          actual_cost_minor: status === "partial" ? Number(delivered.cost ?? 0) : null,
-          completed_at: new Date(),
-          updated_at: new Date(),
-          lease_owner: "",
-          lease_expires_at: null,
-        })
-        .where("id", "=", lease.jobId)
-        .execute();
+      status = await endJob(trx, lease.jobId, { kind: "fail", code, message });
     });
-    return held ? status : undefined;
+    return held ? (status as "failed" | "partial") : undefined;
   }
 
   /**
@@ -340,6 +308,8 @@ export class JobRunRepository {
   }
 }
 
-function failedRows(failures: Array<[string, { code: string; message: string }]>): Array<[string, Updateable<JobOutputsTable>]> {
-  return failures.map(([id, f]) => [id, { status: "failed", error_code: f.code, error_message: f.message.slice(0, 2000), progress: 0 }]);
+/** job.progress events for the milestones a move to `progress` crosses (the row is locked by the caller). */
+async function milestoneEvents(trx: Trx, jobId: string, progress: number): Promise<JobEvent[]> {
+  const row = await trx.selectFrom("jobs").select("progress").where("id", "=", jobId).executeTakeFirst();
+  return crossedMilestones(row?.progress ?? 0, progress).map((milestone) => ({ type: "job.progress", milestone }));
 }

@@ -1,89 +1,15 @@
-import { fromJson, toJson } from "@bufbuild/protobuf";
+import { toJson } from "@bufbuild/protobuf";
 import type { Kysely, Transaction } from "kysely";
 import { OutputType } from "../../gen/rendition/v1/common_pb.js";
 import { OutputSpecSchema, ThumbnailSpecSchema } from "../../gen/rendition/v1/job_pb.js";
 import type { PageRequest } from "../common/pagination.js";
-import type { Database, JobOutputRow, JobRow, JobThumbnailRow } from "../db/schema.js";
-import {
-  type JobOutputRecord,
-  type JobRecord,
-  type JobStatusName,
-  type JobThumbnailRecord,
-  type OutboxMessage,
-} from "./job.types.js";
+import type { Database } from "../db/schema.js";
+import { recordJobEvents } from "../webhooks/events.js";
+import { endJob } from "./job-end.js";
+import { withChildren } from "./job-rows.js";
+import { ACTIVE_STATUSES, type JobRecord, type JobStatusName, type OutboxMessage } from "./job.types.js";
 
 type Db = Kysely<Database> | Transaction<Database>;
-
-function outputToRecord(row: JobOutputRow): JobOutputRecord {
-  return {
-    id: row.id,
-    position: row.position,
-    status: row.status as JobOutputRecord["status"],
-    spec: fromJson(OutputSpecSchema, row.spec as never),
-    presetId: row.preset_id,
-    path: row.path,
-    outputUrl: row.output_url,
-    manifestUrls: row.manifest_urls ?? [],
-    subtitleUrls: row.subtitle_urls ?? [],
-    fileSizeBytes: row.file_size_bytes,
-    durationMs: row.duration_ms,
-    progress: row.progress,
-    errorCode: row.error_code,
-    errorMessage: row.error_message,
-    estimatedCostMinor: row.estimated_cost_minor,
-    actualCostMinor: row.actual_cost_minor,
-  };
-}
-
-function thumbnailToRecord(row: JobThumbnailRow): JobThumbnailRecord {
-  return {
-    id: row.id,
-    position: row.position,
-    status: row.status as JobThumbnailRecord["status"],
-    spec: fromJson(ThumbnailSpecSchema, row.spec as never),
-    path: row.path,
-    urls: row.urls,
-    storyboardUrl: row.storyboard_url,
-    errorMessage: row.error_message,
-  };
-}
-
-function jobToRecord(row: JobRow, outputs: JobOutputRecord[], thumbnails: JobThumbnailRecord[]): JobRecord {
-  return {
-    id: row.id,
-    organizationId: row.organization_id,
-    status: row.status as JobStatusName,
-    progress: row.progress,
-    priority: row.priority as JobRecord["priority"],
-    inputUrl: row.input_url,
-    inputOriginId: row.input_origin_id,
-    inputPath: row.input_path,
-    inputOrigin: row.input_origin as JobRecord["inputOrigin"],
-    outputOriginId: row.output_origin_id,
-    outputOrigin: row.output_origin as JobRecord["outputOrigin"],
-    inputMetadata: row.input_metadata,
-    estimatedCostMinor: row.estimated_cost_minor,
-    actualCostMinor: row.actual_cost_minor,
-    currency: row.currency,
-    errorCode: row.error_code,
-    errorMessage: row.error_message,
-    webhookUrl: row.webhook_url,
-    metadata: row.metadata,
-    delayedStart: row.delayed_start,
-    execution: row.execution,
-    idempotencyKey: row.idempotency_key,
-    requestDigest: row.request_digest,
-    attempt: row.attempt,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    probedAt: row.probed_at,
-    startedAt: row.started_at,
-    completedAt: row.completed_at,
-    confirmedAt: row.confirmed_at,
-    outputs,
-    thumbnails,
-  };
-}
 
 export class JobRepository {
   constructor(private readonly db: Kysely<Database>) {}
@@ -153,6 +79,7 @@ export class JobRepository {
           .execute();
       }
       await this.enqueue(trx, message);
+      await recordJobEvents(trx, job.id, [{ type: "job.created" }]);
       return true;
     });
   }
@@ -160,7 +87,7 @@ export class JobRepository {
   async get(organizationId: string, id: string): Promise<JobRecord | undefined> {
     const row = await this.db.selectFrom("jobs").selectAll().where("organization_id", "=", organizationId).where("id", "=", id).executeTakeFirst();
     if (!row) return undefined;
-    return (await this.withChildren([row]))[0];
+    return (await withChildren(this.db, [row]))[0];
   }
 
   async findByIdempotencyKey(organizationId: string, key: string): Promise<JobRecord | undefined> {
@@ -171,7 +98,7 @@ export class JobRepository {
       .where("idempotency_key", "=", key)
       .executeTakeFirst();
     if (!row) return undefined;
-    return (await this.withChildren([row]))[0];
+    return (await withChildren(this.db, [row]))[0];
   }
 
   async list(organizationId: string, status: JobStatusName | undefined, page: PageRequest): Promise<{ rows: JobRecord[]; total: number }> {
@@ -181,54 +108,52 @@ export class JobRepository {
     let pageQuery = query.selectAll().orderBy("id", "desc").limit(page.limit + 1);
     if (page.beforeId) pageQuery = pageQuery.where("id", "<", page.beforeId);
     const rows = await pageQuery.execute();
-    return { rows: await this.withChildren(rows), total: Number(total.n) };
+    return { rows: await withChildren(this.db, rows), total: Number(total.n) };
   }
 
   /**
-   * Compare-and-set: moves the job to `to` only if it is still in one of `from`, bumping the
-   * attempt token so any worker holding the old token loses its lease. Returns the updated job,
-   * or undefined when it was not in an allowed state (or does not exist in this organization).
+   * Cancels the job if it has not finished (compare-and-set on its status, under the row lock),
+   * through the one terminal write, with `message` for the outbox. Undefined when it had finished
+   * or does not exist in this organization.
    */
-  async transition(
-    organizationId: string,
-    id: string,
-    from: readonly JobStatusName[],
-    to: JobStatusName,
-    stamps: { confirmedAt?: Date; completedAt?: Date; startedAt?: Date },
-    message: OutboxMessage,
-  ): Promise<JobRecord | undefined> {
-    const now = new Date();
-    const updated = await this.db.transaction().execute(async (trx) => {
+  async cancel(organizationId: string, id: string, message: OutboxMessage): Promise<JobRecord | undefined> {
+    const canceled = await this.db.transaction().execute(async (trx) => {
       const row = await trx
-        .updateTable("jobs")
-        .set((eb) => ({
-          status: to,
-          updated_at: now,
-          attempt: eb("attempt", "+", 1),
-          confirmed_at: stamps.confirmedAt,
-          completed_at: stamps.completedAt,
-          started_at: stamps.startedAt,
-        }))
+        .selectFrom("jobs")
+        .select("status")
         .where("organization_id", "=", organizationId)
         .where("id", "=", id)
-        .where("status", "in", [...from])
-        .returning("id")
+        .forUpdate()
         .executeTakeFirst();
-      if (!row) return false;
-      if (to === "canceled") {
-        // Finished outputs are kept; anything not finished will not be.
-        await trx
-          .updateTable("job_outputs")
-          .set({ status: "canceled" })
-          .where("job_id", "=", id)
-          .where("status", "in", ["pending", "processing"])
-          .execute();
-        await trx.updateTable("job_thumbnails").set({ status: "canceled" }).where("job_id", "=", id).where("status", "in", ["pending", "processing"]).execute();
-      }
+      if (!row || !ACTIVE_STATUSES.includes(row.status as JobStatusName)) return false;
+      await endJob(trx, id, { kind: "cancel" });
       await this.enqueue(trx, message);
       return true;
     });
-    return updated ? this.get(organizationId, id) : undefined;
+    return canceled ? this.get(organizationId, id) : undefined;
+  }
+
+  /**
+   * Compare-and-set from awaiting_confirmation to processing, bumping the attempt token, with
+   * `message` for the outbox. Undefined when the job was elsewhere (or is not this organization's).
+   */
+  async confirm(organizationId: string, id: string, message: OutboxMessage): Promise<JobRecord | undefined> {
+    const now = new Date();
+    const confirmed = await this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable("jobs")
+        // started_at is the worker's to set when encoding begins (queue wait = started_at - confirmed_at).
+        .set((eb) => ({ status: "processing", updated_at: now, attempt: eb("attempt", "+", 1), confirmed_at: now }))
+        .where("organization_id", "=", organizationId)
+        .where("id", "=", id)
+        .where("status", "=", "awaiting_confirmation")
+        .returning("id")
+        .executeTakeFirst();
+      if (!row) return false;
+      await this.enqueue(trx, message);
+      return true;
+    });
+    return confirmed ? this.get(organizationId, id) : undefined;
   }
 
   private async enqueue(trx: Db, message: OutboxMessage): Promise<void> {
@@ -238,19 +163,4 @@ export class JobRepository {
       .execute();
   }
 
-  private async withChildren(rows: JobRow[]): Promise<JobRecord[]> {
-    if (rows.length === 0) return [];
-    const ids = rows.map((r) => r.id);
-    const [outputs, thumbnails] = await Promise.all([
-      this.db.selectFrom("job_outputs").selectAll().where("job_id", "in", ids).orderBy("position").execute(),
-      this.db.selectFrom("job_thumbnails").selectAll().where("job_id", "in", ids).orderBy("position").execute(),
-    ]);
-    return rows.map((row) =>
-      jobToRecord(
-        row,
-        outputs.filter((o) => o.job_id === row.id).map(outputToRecord),
-        thumbnails.filter((t) => t.job_id === row.id).map(thumbnailToRecord),
-      ),
-    );
-  }
 }

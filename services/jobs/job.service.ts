@@ -20,7 +20,6 @@ import type { PresetRecord } from "../presets/preset.types.js";
 import type { JobEventBus } from "../queue/event-bus.js";
 import type { JobRepository } from "./job.repository.js";
 import {
-  ACTIVE_STATUSES,
   isTerminal,
   type JobOriginSnapshot,
   type JobRecord,
@@ -217,23 +216,13 @@ export class JobManager {
 
   /** Any non-terminal job can be canceled; finished outputs are kept. */
   async cancel(organizationId: string, id: string): Promise<JobRecord> {
-    const now = new Date();
-    const job = await this.repo.transition(organizationId, id, ACTIVE_STATUSES, "canceled", { completedAt: now }, this.message({ id, organizationId }, "job.canceled"));
+    const job = await this.repo.cancel(organizationId, id, this.message({ id, organizationId }, "job.canceled"));
     return this.announce(job ?? (await this.refuse(organizationId, id, "canceled")));
   }
 
   /** Starts encoding a delayed-start job that is waiting with its estimate. */
   async confirm(organizationId: string, id: string): Promise<JobRecord> {
-    const now = new Date();
-    const job = await this.repo.transition(
-      organizationId,
-      id,
-      ["awaiting_confirmation"],
-      "processing",
-      // started_at is the worker's to set when encoding begins (queue wait = started_at - confirmed_at).
-      { confirmedAt: now },
-      this.message({ id, organizationId }, "job.confirmed"),
-    );
+    const job = await this.repo.confirm(organizationId, id, this.message({ id, organizationId }, "job.confirmed"));
     return this.announce(job ?? (await this.refuse(organizationId, id, "confirmed")));
   }
 
