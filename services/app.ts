@@ -17,6 +17,9 @@ import { PresetManager } from "./presets/preset.service.js";
 import { createNetworkGuard, type NetworkGuard } from "./net/network-guard.js";
 import { InProcessEventBus, type JobEventBus } from "./queue/event-bus.js";
 import { createStorageDriver } from "./storage/storage-driver.js";
+import { webhookUrlViolation } from "./webhooks/webhook-url.js";
+import { WebhookRepository } from "./webhooks/webhook.repository.js";
+import { WebhookManager } from "./webhooks/webhook.service.js";
 
 export interface App {
   database: DatabaseHandle;
@@ -29,6 +32,8 @@ export interface App {
   origins: OriginManager;
   presets: PresetManager;
   jobs: JobManager;
+  webhookRepository: WebhookRepository;
+  webhooks: WebhookManager;
   events: JobEventBus;
   close(): Promise<void>;
 }
@@ -89,7 +94,9 @@ export async function createApp(config: Config, log: (msg: string) => void, even
   );
   const presets = new PresetManager(new PresetRepository(database.db));
   const jobRepository = new JobRepository(database.db);
-  const jobs = new JobManager(jobRepository, origins, presets, events);
+  const checkWebhookUrl = (url: string, field: string) => webhookUrlViolation(url, field, guard);
+  const jobs = new JobManager(jobRepository, origins, presets, events, checkWebhookUrl);
+  const webhookRepository = new WebhookRepository(database.db);
   return {
     database,
     runs: new JobRunRepository(database.db),
@@ -99,6 +106,8 @@ export async function createApp(config: Config, log: (msg: string) => void, even
     origins,
     presets,
     jobs,
+    webhookRepository,
+    webhooks: new WebhookManager(webhookRepository, cipher, checkWebhookUrl),
     events,
     async close() {
       await events.close();

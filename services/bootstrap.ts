@@ -5,11 +5,14 @@ import type { App } from "./app.js";
 import { AuthRepository } from "./auth/auth.repository.js";
 import { OriginRepository } from "./origins/origin.repository.js";
 import type { Config } from "./config.js";
+import { WebhookRepository } from "./webhooks/webhook.repository.js";
 
 export interface Credentials {
   organization_id: string;
   api_key: string;
   local_origin_id: string;
+  /** Signs deliveries to per-job webhook_url addresses (Standard Webhooks, whsec_...). */
+  webhook_secret: string;
 }
 
 /** Advisory lock id ("rend") serialising first-start bootstraps of replicas sharing one database. */
@@ -50,7 +53,8 @@ export async function bootstrapIfEmpty(app: App, config: Config): Promise<Creden
       },
       { trusted: true },
     );
-    const credentials: Credentials = { organization_id: org.id, api_key: key.key, local_origin_id: origin.id };
+    const webhookSecret = await app.webhooks.createOrganizationSecret(org.id, new WebhookRepository(trx));
+    const credentials: Credentials = { organization_id: org.id, api_key: key.key, local_origin_id: origin.id, webhook_secret: webhookSecret };
     const file = join(config.dataDir, "credentials.json");
     writeFileSync(file, JSON.stringify(credentials, null, 2) + "\n", { mode: 0o600 });
     chmodSync(file, 0o600); // mode only applies when the file is created

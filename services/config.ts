@@ -2,6 +2,7 @@ import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 
 import { parseAllowList } from "./net/network-guard.js";
+import { RETRY_SCHEDULE_MS } from "./webhooks/dispatcher.js";
 
 /** Typed configuration, read from the environment once at start and passed to constructors. */
 export interface Config {
@@ -29,6 +30,17 @@ export interface Config {
   /** Prefix of every NATS subject and stream name, so installs (or tests) can share a server. */
   natsPrefix: string;
   worker: WorkerConfig;
+  webhooks: WebhookConfig;
+}
+
+/** The webhook dispatcher (API processes). */
+export interface WebhookConfig {
+  pollMs: number;
+  /** One attempt (connect, send, answer) is cut off after this long. */
+  timeoutMs: number;
+  /** Waits between attempts; its length + 1 is the number of attempts. */
+  retryScheduleMs: readonly number[];
+  concurrency: number;
 }
 
 export interface WorkerConfig {
@@ -141,6 +153,16 @@ function loadWorkerConfig(env: Env): WorkerConfig {
   };
 }
 
+function durationList(env: Env, name: string, fallback: readonly number[]): readonly number[] {
+  const raw = env[name];
+  if (!raw) return fallback;
+  const values = raw.split(",").map((v) => Number(v.trim()));
+  if (values.length === 0 || values.length > 50 || values.some((v) => !Number.isInteger(v) || v < 0 || v > 7 * 24 * 3600_000)) {
+    throw new ConfigError(`${name} must be a comma-separated list of up to 50 waits in milliseconds, got "${raw}"`);
+  }
+  return values;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.RENDITION_DATA_DIR || "./data");
   const databaseUrl = env.DATABASE_URL || undefined;
@@ -170,5 +192,11 @@ export function loadConfig(env: Env = process.env): Config {
     natsUrl: natsUrl(env),
     natsPrefix: natsPrefix(env),
     worker: loadWorkerConfig(env),
+    webhooks: {
+      pollMs: integer(env, "RENDITION_WEBHOOK_POLL_MS", 1000, 10, 60_000),
+      timeoutMs: integer(env, "RENDITION_WEBHOOK_TIMEOUT_MS", 10_000, 100, 60_000),
+      retryScheduleMs: durationList(env, "RENDITION_WEBHOOK_RETRY_SCHEDULE_MS", RETRY_SCHEDULE_MS),
+      concurrency: integer(env, "RENDITION_WEBHOOK_CONCURRENCY", 8, 1, 100),
+    },
   };
 }

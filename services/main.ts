@@ -5,7 +5,7 @@ import { bootstrapIfEmpty, describeCredentials } from "./bootstrap.js";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { DatabaseInUseError } from "./db/connect.js";
 import { migrateToLatest } from "./db/migrate.js";
-import { openMessaging, prepareSample, startRelay, startWorker } from "./runtime.js";
+import { openMessaging, prepareSample, startRelay, startWebhookDispatcher, startWorker } from "./runtime.js";
 
 const USAGE = `Usage: npm start -- [command]
 
@@ -51,6 +51,7 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
   });
   const credentials = roles.api ? await bootstrapIfEmpty(app, config) : undefined;
   const relay = roles.api ? await startRelay(app, messaging, config, log) : undefined;
+  const dispatcher = roles.api ? startWebhookDispatcher(app, config, log, relay) : undefined;
   const encoder = roles.worker ? await startWorker(app, messaging, config, log) : undefined;
   const worker = encoder?.worker;
   // A first start in one process gets a clip to try the printed command on.
@@ -82,6 +83,7 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
     // Running encodes are abandoned, not awaited: their jobs are handed back for another worker.
     await worker?.stop();
     await relay?.stop();
+    await dispatcher?.stop();
     await messaging.close();
     await app.close();
     log("stopped");

@@ -11,6 +11,7 @@ import { createNatsEventBus } from "./queue/nats-event-bus.js";
 import { createNatsWorkQueue } from "./queue/nats-work-queue.js";
 import { OutboxRelay } from "./queue/outbox-relay.js";
 import type { WorkQueue } from "./queue/work-queue.js";
+import { WebhookDispatcher } from "./webhooks/dispatcher.js";
 import { locateMediaTools } from "../workers/ffmpeg/binaries.js";
 import { describeCapabilities } from "../workers/ffmpeg/capabilities.js";
 import { createMediaTools } from "../workers/ffmpeg/media-tools.js";
@@ -89,6 +90,21 @@ export async function startRelay(app: App, messaging: Messaging, config: Config,
   }
   relay.start();
   return relay;
+}
+
+/**
+ * The webhook dispatcher (API processes): polls for due deliveries, and is kicked after every
+ * commit of this process that may have written events.
+ */
+export function startWebhookDispatcher(app: App, config: Config, log: Log, relay?: OutboxRelay): WebhookDispatcher {
+  const dispatcher = new WebhookDispatcher(app.webhookRepository, app.guard, app.webhooks.secretsFor, { ...config.webhooks, log });
+  app.webhooks.onDeliveryQueued = () => dispatcher.kick();
+  app.jobs.onOutboxWritten = () => {
+    relay?.kick();
+    dispatcher.kick();
+  };
+  dispatcher.start();
+  return dispatcher;
 }
 
 /** Finds ffmpeg (logging which one) and starts the encoder slots. */

@@ -15,11 +15,14 @@ import type { JobEventBus } from "../queue/event-bus.js";
 import { callerKey, violationsKey, type SemanticCheck } from "./interceptors.js";
 import { checkCreateJobRequest } from "../jobs/job.validation.js";
 import type { DescMessage } from "@bufbuild/protobuf";
+import type { WebhookManager } from "../webhooks/webhook.service.js";
+import { webhookRoutes } from "./webhook.routes.js";
 
 export interface ApiDependencies {
   jobs: JobManager;
   origins: OriginManager;
   presets: PresetManager;
+  webhooks: WebhookManager;
   events: JobEventBus;
   watch: { heartbeatMs: number; progressDebounceMs: number };
   /** Aborted on SIGTERM: Watch streams end cleanly instead of being cut. */
@@ -95,6 +98,7 @@ export function routes(deps: ApiDependencies) {
         return { origin: toProtoOrigin(origin), valid: !error, error };
       },
     });
+    webhookRoutes(router, deps.webhooks, org);
     router.service(PresetService, {
       create: async (req, ctx) => ({
         preset: toProtoPreset(await presets.create(org(ctx), { slug: req.slug, name: req.name, description: req.description, spec: req.spec! })),

@@ -65,6 +65,8 @@ export class JobManager {
     private readonly origins: OriginManager,
     private readonly presets: PresetManager,
     private readonly events: JobEventBus,
+    /** Rules for webhook_url that depend on the server's network settings (see webhooks/webhook-url.ts). */
+    private readonly checkWebhookUrl: (url: string, field: string) => FieldViolation | undefined = () => undefined,
   ) {}
 
   /**
@@ -76,6 +78,10 @@ export class JobManager {
     // The validation interceptor hands over what it found (schema and cross-field rules) so the
     // answer can also name what only the database knows: one error listing every violation.
     const violations = knownViolations ?? checkCreateJobRequest(req);
+    if (req.webhookUrl && !violations.some((v) => v.field === "webhook_url")) {
+      const refused = this.checkWebhookUrl(req.webhookUrl, "webhook_url");
+      if (refused) violations.push(refused);
+    }
     const digest = requestDigest(req);
     if (req.idempotencyKey && violations.length === 0) {
       const existing = await this.repo.findByIdempotencyKey(organizationId, req.idempotencyKey);

@@ -81,6 +81,11 @@ export interface NetworkGuard {
   assertAllowed(url: string | URL): Promise<void>;
   /** The refusal for one IP address, or undefined when it may be contacted. `host` names it in the message. */
   checkAddress(address: string, host?: string): BlockedDestinationError | undefined;
+  /**
+   * Whether RENDITION_NETWORK_ALLOW names this host: a listed host name, or an IP literal inside
+   * a listed range ("localhost" counts as listed when the loopback addresses are).
+   */
+  lists(hostname: string): boolean;
   /** An http.Agent whose every connection goes through this guard. */
   createHttpAgent(options?: http.AgentOptions): http.Agent;
   /** An https.Agent whose every connection goes through this guard. */
@@ -244,9 +249,18 @@ export function createNetworkGuard(options: NetworkGuardOptions = {}): NetworkGu
     );
   }) as net.LookupFunction;
 
+  function lists(hostname: string): boolean {
+    const host = stripZone(stripBrackets(hostname));
+    if (net.isIP(host)) return addressAllowed(host);
+    const name = normalizeHostname(host);
+    if (allow.hostnames.has(name)) return true;
+    return (name === "localhost" || name.endsWith(".localhost")) && (addressAllowed("127.0.0.1") || addressAllowed("::1"));
+  }
+
   const guard: NetworkGuard = {
     lookup,
     checkAddress,
+    lists,
     async assertAllowed(target) {
       const url = typeof target === "string" ? new URL(target) : target;
       if (!url.hostname) throw new TypeError(`URL has no host: ${url.href}`);

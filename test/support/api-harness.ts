@@ -8,7 +8,7 @@ import { createApiServer, type ApiServer } from "../../services/api/server.js";
 import { checkDatabase, createApp, type App } from "../../services/app.js";
 import { bootstrapIfEmpty, type Credentials } from "../../services/bootstrap.js";
 import { loadConfig, type Config } from "../../services/config.js";
-import { openMessaging, startRelay, startWorker } from "../../services/runtime.js";
+import { openMessaging, startRelay, startWebhookDispatcher, startWorker } from "../../services/runtime.js";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { OutputType, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobService, JobServiceCreateRequestSchema, type JobServiceCreateRequest } from "../../gen/rendition/v1/job_pb.js";
@@ -68,6 +68,7 @@ export async function startTestApi(
   const credentials = (await bootstrapIfEmpty(app, config))!;
   const relay = messaging && (await startRelay(app, messaging, config, log));
   const worker = messaging && (await startWorker(app, messaging, config, log)).worker;
+  const dispatcher = startWebhookDispatcher(app, config, log, relay);
   const server = createApiServer({
     ...app,
     keys: app.auth,
@@ -96,6 +97,7 @@ export async function startTestApi(
       await server.close();
       await worker?.stop();
       await relay?.stop();
+      await dispatcher.stop();
       await messaging?.close();
       await app.close();
       rmSync(dataDir, { recursive: true, force: true });
