@@ -3,6 +3,9 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { sql } from "kysely";
 import { AuthRepository } from "./auth/auth.repository.js";
+import { ApiKeyManager } from "./auth/api-key.service.js";
+import { UsageManager } from "./usage/usage.service.js";
+import { UsageRepository } from "./usage/usage.repository.js";
 import type { Config } from "./config.js";
 import { connectPglite, connectPostgres, type DatabaseHandle } from "./db/connect.js";
 import { migrateToLatest } from "./db/migrate.js";
@@ -26,6 +29,9 @@ export interface App {
   /** Which caller-named hosts may be contacted (origins, input URLs). */
   guard: NetworkGuard;
   auth: AuthRepository;
+  /** API keys over the API (ApiKeyService); the CLI's key commands share its repository. */
+  apiKeys: ApiKeyManager;
+  usage: UsageManager;
   origins: OriginManager;
   presets: PresetManager;
   jobs: JobManager;
@@ -90,12 +96,15 @@ export async function createApp(config: Config, log: (msg: string) => void, even
   const presets = new PresetManager(new PresetRepository(database.db));
   const jobRepository = new JobRepository(database.db);
   const jobs = new JobManager(jobRepository, origins, presets, events);
+  const auth = new AuthRepository(database.db);
   return {
     database,
     runs: new JobRunRepository(database.db),
     jobRepository,
     guard,
-    auth: new AuthRepository(database.db),
+    auth,
+    apiKeys: new ApiKeyManager(auth),
+    usage: new UsageManager(new UsageRepository(database.db)),
     origins,
     presets,
     jobs,

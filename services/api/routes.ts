@@ -15,8 +15,9 @@ import type { JobEventBus } from "../queue/event-bus.js";
 import { callerKey, violationsKey, type SemanticCheck } from "./interceptors.js";
 import { checkCreateJobRequest } from "../jobs/job.validation.js";
 import type { DescMessage } from "@bufbuild/protobuf";
+import { accountRoutes, type AccountDependencies } from "./account.routes.js";
 
-export interface ApiDependencies {
+export interface ApiDependencies extends AccountDependencies {
   jobs: JobManager;
   origins: OriginManager;
   presets: PresetManager;
@@ -53,7 +54,7 @@ export function routes(deps: ApiDependencies) {
   const { jobs, origins, presets } = deps;
   return (router: ConnectRouter) => {
     router.service(JobService, {
-      create: async (req, ctx) => ({ job: toProtoJob(await jobs.create(org(ctx), req, ctx.values.get(violationsKey))) }),
+      create: async (req, ctx) => ({ job: toProtoJob(await jobs.create(org(ctx), req, ctx.values.get(violationsKey), { test: ctx.values.get(callerKey)?.test })) }),
       get: async (req, ctx) => ({ job: toProtoJob(await jobs.get(org(ctx), req.id)) }),
       list: async (req, ctx) => {
         const page = await jobs.list(org(ctx), jobStatusName(req.status), parsePagination(req.pagination));
@@ -112,6 +113,7 @@ export function routes(deps: ApiDependencies) {
         return {};
       },
     });
+    accountRoutes(deps)(router);
   };
 }
 

@@ -80,6 +80,7 @@ function jobToRecord(row: JobRow, outputs: JobOutputRecord[], thumbnails: JobThu
     startedAt: row.started_at,
     completedAt: row.completed_at,
     confirmedAt: row.confirmed_at,
+    test: row.test,
     outputs,
     thumbnails,
   };
@@ -113,6 +114,7 @@ export class JobRepository {
           delayed_start: job.delayedStart,
           idempotency_key: job.idempotencyKey,
           request_digest: job.requestDigest,
+          test: job.test,
           created_at: job.createdAt,
           updated_at: job.updatedAt,
         })
