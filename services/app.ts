@@ -3,6 +3,9 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { sql } from "kysely";
 import { AuthRepository } from "./auth/auth.repository.js";
+import { ApiKeyManager } from "./auth/api-key.service.js";
+import { UsageManager } from "./usage/usage.service.js";
+import { UsageRepository } from "./usage/usage.repository.js";
 import type { Config } from "./config.js";
 import { connectPglite, connectPostgres, type DatabaseHandle } from "./db/connect.js";
 import { migrateToLatest } from "./db/migrate.js";
@@ -29,6 +32,9 @@ export interface App {
   /** Which caller-named hosts may be contacted (origins, input URLs). */
   guard: NetworkGuard;
   auth: AuthRepository;
+  /** API keys over the API (ApiKeyService); the CLI's key commands share its repository. */
+  apiKeys: ApiKeyManager;
+  usage: UsageManager;
   origins: OriginManager;
   presets: PresetManager;
   jobs: JobManager;
@@ -97,12 +103,15 @@ export async function createApp(config: Config, log: (msg: string) => void, even
   const checkWebhookUrl = (url: string, field: string) => webhookUrlViolation(url, field, guard);
   const jobs = new JobManager(jobRepository, origins, presets, events, checkWebhookUrl);
   const webhookRepository = new WebhookRepository(database.db);
+  const auth = new AuthRepository(database.db);
   return {
     database,
     runs: new JobRunRepository(database.db),
     jobRepository,
     guard,
-    auth: new AuthRepository(database.db),
+    auth,
+    apiKeys: new ApiKeyManager(auth),
+    usage: new UsageManager(new UsageRepository(database.db)),
     origins,
     presets,
     jobs,

@@ -15,8 +15,11 @@ Commands:
   worker                  the encoder worker only (DATABASE_URL, NATS_URL)
   migrate                 apply database migrations and exit
   org create NAME         create an organization; prints its id
-  key create --org ID     create an API key for an organization; prints the key once
-  key revoke KEY_ID       revoke an API key
+  key create --org ID [--name NAME] [--test]
+                          create an API key for an organization (--test: an rnd_test_ key, whose
+                          jobs are free test jobs); prints the key once
+  key revoke KEY_ID       revoke an API key (even the organization's last one)
+  (While the server runs, manage keys over the API instead: ApiKeyService, docs/api.md.)
 
 Configuration (environment): PORT, HOST, DATABASE_URL, RENDITION_DATA_DIR, RENDITION_ENCRYPTION_KEY,
 RENDITION_ALLOW_LOCAL_ORIGINS, RENDITION_LOCAL_ORIGIN_ROOTS, RENDITION_WATCH_HEARTBEAT_MS,
@@ -144,17 +147,21 @@ async function main(argv: string[]): Promise<number> {
     case "key": {
       const [sub, ...args] = rest;
       if (sub === "create") {
-        const { values } = parseOptions(() => parseArgs({ args, options: { org: { type: "string" }, name: { type: "string" } } }));
+        const { values } = parseOptions(() =>
+          parseArgs({ args, options: { org: { type: "string" }, name: { type: "string" }, test: { type: "boolean" } } }),
+        );
         if (!values.org) break;
         const key = await withApp(config, async (app) => {
           if (!(await app.auth.organizationExists(values.org!))) throw new ConfigError(`organization ${values.org} does not exist`);
-          return app.auth.createApiKey(values.org!, values.name ?? "");
+          return app.apiKeys.create(values.org!, { name: values.name ?? "", test: values.test ?? false });
         });
-        console.log(JSON.stringify({ key_id: key.id, organization_id: key.organizationId, api_key: key.key }));
+        console.log(JSON.stringify({ key_id: key.id, organization_id: key.organizationId, api_key: key.key, test: key.record.test }));
         console.error("The api_key is shown only once: store it now.");
         return 0;
       }
       if (sub === "revoke" && args[0]) {
+        // The operator's way back in: unlike ApiKeyService.Revoke it may revoke the last key
+        // (`key create` makes another), so it skips the lockout guard.
         const revoked = await withApp(config, (app) => app.auth.revokeApiKey(args[0]!));
         if (revoked) console.log(`revoked ${args[0]}`);
         else console.error(`no active key ${args[0]}`);

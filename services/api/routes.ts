@@ -15,10 +15,11 @@ import type { JobEventBus } from "../queue/event-bus.js";
 import { callerKey, violationsKey, type SemanticCheck } from "./interceptors.js";
 import { checkCreateJobRequest } from "../jobs/job.validation.js";
 import type { DescMessage } from "@bufbuild/protobuf";
+import { accountRoutes, type AccountDependencies } from "./account.routes.js";
 import type { WebhookManager } from "../webhooks/webhook.service.js";
 import { webhookRoutes } from "./webhook.routes.js";
 
-export interface ApiDependencies {
+export interface ApiDependencies extends AccountDependencies {
   jobs: JobManager;
   origins: OriginManager;
   presets: PresetManager;
@@ -56,7 +57,7 @@ export function routes(deps: ApiDependencies) {
   const { jobs, origins, presets } = deps;
   return (router: ConnectRouter) => {
     router.service(JobService, {
-      create: async (req, ctx) => ({ job: toProtoJob(await jobs.create(org(ctx), req, ctx.values.get(violationsKey))) }),
+      create: async (req, ctx) => ({ job: toProtoJob(await jobs.create(org(ctx), req, ctx.values.get(violationsKey), { test: ctx.values.get(callerKey)?.test })) }),
       get: async (req, ctx) => ({ job: toProtoJob(await jobs.get(org(ctx), req.id)) }),
       list: async (req, ctx) => {
         const page = await jobs.list(org(ctx), jobStatusName(req.status), parsePagination(req.pagination));
@@ -99,6 +100,7 @@ export function routes(deps: ApiDependencies) {
       },
     });
     webhookRoutes(router, deps.webhooks, org);
+    accountRoutes(deps)(router);
     router.service(PresetService, {
       create: async (req, ctx) => ({
         preset: toProtoPreset(await presets.create(org(ctx), { slug: req.slug, name: req.name, description: req.description, spec: req.spec! })),

@@ -6,10 +6,13 @@ import { createHash, randomBytes } from "node:crypto";
  * enough because the key has full entropy, and it lets a lookup be one indexed equality.
  */
 export const API_KEY_PREFIX = "rnd_live_";
+/** Test keys: their jobs are marked test and cost nothing. */
+export const TEST_API_KEY_PREFIX = "rnd_test_";
 
-export function generateApiKey(): { key: string; digest: string; displayPrefix: string } {
-  const key = API_KEY_PREFIX + randomBytes(32).toString("base64url");
-  return { key, digest: digestApiKey(key), displayPrefix: key.slice(0, API_KEY_PREFIX.length + 4) };
+export function generateApiKey(options: { test?: boolean } = {}): { key: string; digest: string; displayPrefix: string } {
+  const prefix = options.test ? TEST_API_KEY_PREFIX : API_KEY_PREFIX;
+  const key = prefix + randomBytes(32).toString("base64url");
+  return { key, digest: digestApiKey(key), displayPrefix: key.slice(0, prefix.length + 4) };
 }
 
 export function digestApiKey(key: string): string {

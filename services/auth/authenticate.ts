@@ -1,10 +1,11 @@
 import { PermissionDeniedError, UnauthenticatedError } from "../common/errors.js";
 import { digestApiKey, parseBearer } from "./api-key.js";
-import type { AuthRepository } from "./auth.repository.js";
 
 export interface Caller {
   organizationId: string;
   apiKeyId: string;
+  /** Called with a test key (rnd_test_...): jobs it creates are test jobs. */
+  test: boolean;
 }
 
 /**
@@ -12,7 +13,7 @@ export interface Caller {
  * UNAUTHENTICATED; a valid key used for another organization is PERMISSION_DENIED.
  */
 export async function authenticate(
-  keys: Pick<AuthRepository, "findActiveKey">,
+  keys: { findActiveKey(digest: string): Promise<{ id: string; organizationId: string; test?: boolean } | undefined> },
   authorization: string | null,
   organizationHeader: string | null,
 ): Promise<Caller> {
@@ -25,5 +26,5 @@ export async function authenticate(
   if (organizationId !== found.organizationId) {
     throw new PermissionDeniedError("this API key is not valid for the organization in X-Organization-ID");
   }
-  return { organizationId, apiKeyId: found.id };
+  return { organizationId, apiKeyId: found.id, test: found.test === true };
 }

@@ -24,6 +24,10 @@ export interface ApiKeysTable {
   created_at: Generated<Timestamp>;
   revoked_at: NullableTimestamp;
   last_used_at: NullableTimestamp;
+  /** A rolled key stops working here (its grace period); null: no expiry. */
+  expires_at: NullableTimestamp;
+  /** A test key (rnd_test_...): its jobs are test jobs. */
+  test: Generated<boolean>;
 }
 
 export interface OriginsTable {
@@ -102,6 +106,8 @@ export interface JobsTable {
   started_at: NullableTimestamp;
   completed_at: NullableTimestamp;
   confirmed_at: NullableTimestamp;
+  /** Created with a test key: costs are 0, usage counts it apart. */
+  test: Generated<boolean>;
 }
 
 export interface JobOutputsTable {

@@ -74,6 +74,7 @@ function jobToRecord(row: JobRow, outputs: JobOutputRecord[], thumbnails: JobThu
     startedAt: row.started_at,
     completedAt: row.completed_at,
     confirmedAt: row.confirmed_at,
+    test: row.test,
     outputs,
     thumbnails,
   };

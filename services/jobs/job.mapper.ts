@@ -116,5 +116,6 @@ export function toProtoJob(job: JobRecord): Job {
     completedAt: timestamp(job.completedAt),
     confirmedAt: timestamp(job.confirmedAt),
     idempotencyKey: job.idempotencyKey ?? "",
+    test: job.test,
   });
 }

@@ -39,6 +39,7 @@ export class JobRepository {
           delayed_start: job.delayedStart,
           idempotency_key: job.idempotencyKey,
           request_digest: job.requestDigest,
+          test: job.test,
           created_at: job.createdAt,
           updated_at: job.updatedAt,
         })

@@ -74,7 +74,7 @@ export class JobManager {
    * outbox message in the same transaction. With an idempotency key, a retry of the same request
    * returns the original job and a different request is ALREADY_EXISTS.
    */
-  async create(organizationId: string, req: JobServiceCreateRequest, knownViolations?: FieldViolation[]): Promise<JobRecord> {
+  async create(organizationId: string, req: JobServiceCreateRequest, knownViolations?: FieldViolation[], options: { test?: boolean } = {}): Promise<JobRecord> {
     // The validation interceptor hands over what it found (schema and cross-field rules) so the
     // answer can also name what only the database knows: one error listing every violation.
     const violations = knownViolations ?? checkCreateJobRequest(req);
@@ -138,6 +138,7 @@ export class JobManager {
       startedAt: null,
       completedAt: null,
       confirmedAt: null,
+      test: options.test ?? false,
       outputs: outputs.map(({ id, spec }, position) => ({
         id,
         position,

@@ -97,6 +97,8 @@ export interface JobRecord {
   startedAt: Date | null;
   completedAt: Date | null;
   confirmedAt: Date | null;
+  /** Created with a test key: estimated and actual costs are 0. */
+  test: boolean;
   outputs: JobOutputRecord[];
   thumbnails: JobThumbnailRecord[];
 }

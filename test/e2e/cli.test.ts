@@ -268,6 +268,17 @@ describe("admin commands", () => {
       expect(listed).toMatchObject({ status: 200, json: { jobs: [] } });
       expect(server.output).not.toContain("First start");
 
+      // A test key from the CLI, listed over the API next to the first one (one table, one repository).
+      const testKey = jsonLine((await runRendition(["key", "create", "--org", orgId!, "--name", "sandbox", "--test"], env)).stdout);
+      expect(testKey.api_key).toMatch(/^rnd_test_[A-Za-z0-9_-]{43}$/);
+      expect(testKey.test).toBe(true);
+      const keys = await curlRpc(baseUrl, "rendition.v1.ApiKeyService/List", auth, {});
+      expect(keys.status).toBe(200);
+      expect(keys.json.api_keys.map((k: { id: string; name: string; test: boolean; current: boolean }) => [k.id, k.name, k.test, k.current])).toEqual([
+        [testKey.key_id, "sandbox", true, false],
+        [key.key_id, "", false, true],
+      ]);
+
       const revoked = await runRendition(["key", "revoke", key.key_id!], env);
       expect(revoked.code, revoked.stderr).toBe(0);
       expect(revoked.stdout).toContain(`revoked ${key.key_id}`);

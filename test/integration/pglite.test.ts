@@ -20,7 +20,7 @@ import { Container, PresetSpecSchema } from "../../gen/rendition/v1/preset_pb.js
 import { AuthRepository } from "../../services/auth/auth.repository.js";
 import { digestApiKey } from "../../services/auth/api-key.js";
 import { connectPglite, type DatabaseHandle } from "../../services/db/connect.js";
-import { migrateDown, migrateToLatest } from "../../services/db/migrate.js";
+import { MIGRATIONS, migrateDown, migrateToLatest } from "../../services/db/migrate.js";
 import { JobRepository } from "../../services/jobs/job.repository.js";
 import { JobManager } from "../../services/jobs/job.service.js";
 import { CredentialCipher } from "../../services/origins/credential-cipher.js";
@@ -79,7 +79,7 @@ describe("repositories on in-memory PGlite", () => {
   it("migrates an empty database to the latest schema; a second run is a no-op", async () => {
     expect(handle.kind).toBe("pglite");
     expect(await publicTables(handle)).toEqual([]);
-    expect(await migrateToLatest(handle.db)).toEqual(["0001_initial", "0002_worker_leases", "0003_output_artifacts"]);
+    expect(await migrateToLatest(handle.db)).toEqual(Object.keys(MIGRATIONS));
     expect(await publicTables(handle)).toEqual(TABLES);
     expect(await migrateToLatest(handle.db)).toEqual([]);
   });
@@ -235,14 +235,12 @@ describe("repositories on in-memory PGlite", () => {
   });
 
   it("migrates down (dropping every table) and up again to a working schema", async () => {
-    expect(await migrateDown(handle.db)).toEqual(["0003_output_artifacts"]);
-    expect(await migrateDown(handle.db)).toEqual(["0002_worker_leases"]);
-    expect(await migrateDown(handle.db)).toEqual(["0001_initial"]);
+    for (const name of Object.keys(MIGRATIONS).reverse()) expect(await migrateDown(handle.db)).toEqual([name]);
     expect(await publicTables(handle)).toEqual([]);
     const { rows } = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(handle.db);
     expect(rows).toEqual([]);
 
-    expect(await migrateToLatest(handle.db)).toEqual(["0001_initial", "0002_worker_leases", "0003_output_artifacts"]);
+    expect(await migrateToLatest(handle.db)).toEqual(Object.keys(MIGRATIONS));
     expect(await publicTables(handle)).toEqual(TABLES);
     expect(await auth.countOrganizations()).toBe(0); // the old data went with the tables
     const { org, origin } = await seed();

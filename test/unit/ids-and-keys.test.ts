@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { newId } from "../../services/common/ids.js";
-import { API_KEY_PREFIX, digestApiKey, generateApiKey, parseBearer } from "../../services/auth/api-key.js";
+import { API_KEY_PREFIX, TEST_API_KEY_PREFIX, digestApiKey, generateApiKey, parseBearer } from "../../services/auth/api-key.js";
 import { authenticate } from "../../services/auth/authenticate.js";
 import { PermissionDeniedError, UnauthenticatedError } from "../../services/common/errors.js";
 
@@ -38,10 +38,19 @@ describe("API keys", () => {
   it("authenticates: missing/unknown key is unauthenticated, another organization is permission denied", async () => {
     const { key, digest } = generateApiKey();
     const keys = { findActiveKey: async (d: string) => (d === digest ? { id: "ak_1", organizationId: "org_a" } : undefined) };
-    await expect(authenticate(keys, `Bearer ${key}`, "org_a")).resolves.toEqual({ organizationId: "org_a", apiKeyId: "ak_1" });
+    await expect(authenticate(keys, `Bearer ${key}`, "org_a")).resolves.toEqual({ organizationId: "org_a", apiKeyId: "ak_1", test: false });
     await expect(authenticate(keys, null, "org_a")).rejects.toBeInstanceOf(UnauthenticatedError);
     await expect(authenticate(keys, "Bearer rnd_live_wrong", "org_a")).rejects.toBeInstanceOf(UnauthenticatedError);
     await expect(authenticate(keys, `Bearer ${key}`, null)).rejects.toBeInstanceOf(UnauthenticatedError);
     await expect(authenticate(keys, `Bearer ${key}`, "org_b")).rejects.toBeInstanceOf(PermissionDeniedError);
+  });
+
+  it("makes test keys with their own prefix, and authenticate() reports a test caller", async () => {
+    const { key, digest, displayPrefix } = generateApiKey({ test: true });
+    expect(key.startsWith(TEST_API_KEY_PREFIX)).toBe(true);
+    expect(Buffer.from(key.slice(TEST_API_KEY_PREFIX.length), "base64url")).toHaveLength(32);
+    expect(displayPrefix).toBe(key.slice(0, TEST_API_KEY_PREFIX.length + 4));
+    const keys = { findActiveKey: async (d: string) => (d === digest ? { id: "ak_2", organizationId: "org_a", test: true } : undefined) };
+    await expect(authenticate(keys, `Bearer ${key}`, "org_a")).resolves.toEqual({ organizationId: "org_a", apiKeyId: "ak_2", test: true });
   });
 });

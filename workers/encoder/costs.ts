@@ -16,8 +16,9 @@ function pricingOf(spec: OutputSpec, source: SourceVideo): OutputPricing {
   };
 }
 
-/** The estimate after probing: every output at the input's duration, in minor units (cents). */
-export function estimateCosts(job: Pick<JobRecord, "outputs" | "priority" | "thumbnails">, info: MediaInfo): { outputs: number[]; total: number } {
+/** The estimate after probing: every output at the input's duration, in minor units (cents). Test jobs are free. */
+export function estimateCosts(job: Pick<JobRecord, "outputs" | "priority" | "thumbnails" | "test">, info: MediaInfo): { outputs: number[]; total: number } {
+  if (job.test) return { outputs: job.outputs.map(() => 0), total: 0 };
   const source = sourceOf(info);
   const micros = jobCostMicros({
     durationMs: info.durationMs,
@@ -28,8 +29,9 @@ export function estimateCosts(job: Pick<JobRecord, "outputs" | "priority" | "thu
   return { outputs: micros.outputs.map(microsToMinor), total: microsToMinor(micros.total) };
 }
 
-/** What one finished output costs, at its real duration, in micro-euros. */
-export function actualCostMicros(job: Pick<JobRecord, "priority" | "thumbnails">, spec: OutputSpec, info: MediaInfo, durationMs: number): number {
+/** What one finished output costs, at its real duration, in micro-euros (0 for a test job). */
+export function actualCostMicros(job: Pick<JobRecord, "priority" | "thumbnails" | "test">, spec: OutputSpec, info: MediaInfo, durationMs: number): number {
+  if (job.test) return 0;
   return jobCostMicros({
     durationMs,
     outputs: [pricingOf(spec, sourceOf(info))],
