@@ -105,7 +105,8 @@ export class WebhookDispatcher {
     let attempts = 0;
     for (;;) {
       if (this.stopped && attempts > 0) return attempts;
-      const batch = await this.repo.claimDue(this.options.concurrency, this.options.timeoutMs + 20_000);
+      // The lease outlives an attempt (timeout) with room to record it; a crashed process's rows come back after it.
+      const batch = await this.repo.claimDue(this.options.concurrency, 2 * this.options.timeoutMs + 1000);
       if (batch.length === 0) return attempts;
       await Promise.all(batch.map((delivery) => this.attempt(delivery)));
       attempts += batch.length;
