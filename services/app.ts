@@ -17,6 +17,12 @@ import { PresetManager } from "./presets/preset.service.js";
 import { createNetworkGuard, type NetworkGuard } from "./net/network-guard.js";
 import { InProcessEventBus, type JobEventBus } from "./queue/event-bus.js";
 import { createStorageDriver } from "./storage/storage-driver.js";
+import { LocalDriver } from "./storage/local.driver.js";
+import { createS3Presigner } from "./storage/s3-presigner.js";
+import { DownloadManager } from "./files/download.service.js";
+import { UploadRepository } from "./files/upload.repository.js";
+import { UploadManager } from "./files/upload.service.js";
+import { PublicUrl, UrlSigner } from "./files/url-signer.js";
 
 export interface App {
   database: DatabaseHandle;
@@ -29,6 +35,10 @@ export interface App {
   origins: OriginManager;
   presets: PresetManager;
   jobs: JobManager;
+  /** Signed uploads of inputs and signed download URLs of outputs, under `publicUrl`. */
+  uploads: UploadManager;
+  downloads: DownloadManager;
+  publicUrl: PublicUrl;
   events: JobEventBus;
   close(): Promise<void>;
 }
@@ -70,7 +80,8 @@ export async function createApp(config: Config, log: (msg: string) => void, even
     await database.close();
     throw err;
   }
-  const cipher = new CredentialCipher(loadEncryptionKey(config, log));
+  const encryptionKey = loadEncryptionKey(config, log);
+  const cipher = new CredentialCipher(encryptionKey);
   // Probes connect to hosts that callers name (s3 endpoints, http base URLs): refuse the
   // internal network unless the operator allowed part of it.
   const guard = createNetworkGuard({ allow: config.networkAllow });
@@ -90,6 +101,18 @@ export async function createApp(config: Config, log: (msg: string) => void, even
   const presets = new PresetManager(new PresetRepository(database.db));
   const jobRepository = new JobRepository(database.db);
   const jobs = new JobManager(jobRepository, origins, presets, events);
+  const signer = new UrlSigner(encryptionKey);
+  const publicUrl = new PublicUrl(config.publicUrl);
+  const presigner = (s3: Parameters<typeof createS3Presigner>[0]) => createS3Presigner(s3, { guard });
+  const uploads = new UploadManager(
+    new UploadRepository(database.db),
+    origins,
+    { s3: presigner, local: (local) => new LocalDriver(local) },
+    signer,
+    publicUrl,
+    { maxBytes: config.worker.maxInputBytes, partBytes: config.uploadPartBytes },
+  );
+  const downloads = new DownloadManager(jobs, origins, presigner, signer, publicUrl);
   return {
     database,
     runs: new JobRunRepository(database.db),
@@ -99,6 +122,9 @@ export async function createApp(config: Config, log: (msg: string) => void, even
     origins,
     presets,
     jobs,
+    uploads,
+    downloads,
+    publicUrl,
     events,
     async close() {
       await events.close();

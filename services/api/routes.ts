@@ -15,11 +15,16 @@ import type { JobEventBus } from "../queue/event-bus.js";
 import { callerKey, violationsKey, type SemanticCheck } from "./interceptors.js";
 import { checkCreateJobRequest } from "../jobs/job.validation.js";
 import type { DescMessage } from "@bufbuild/protobuf";
+import type { DownloadManager } from "../files/download.service.js";
+import type { UploadManager } from "../files/upload.service.js";
+import { getDownloadUrls, registerUploadService } from "./upload-routes.js";
 
 export interface ApiDependencies {
   jobs: JobManager;
   origins: OriginManager;
   presets: PresetManager;
+  uploads: UploadManager;
+  downloads: DownloadManager;
   events: JobEventBus;
   watch: { heartbeatMs: number; progressDebounceMs: number };
   /** Aborted on SIGTERM: Watch streams end cleanly instead of being cut. */
@@ -61,6 +66,7 @@ export function routes(deps: ApiDependencies) {
       },
       cancel: async (req, ctx) => ({ job: toProtoJob(await jobs.cancel(org(ctx), req.id)) }),
       confirm: async (req, ctx) => ({ job: toProtoJob(await jobs.confirm(org(ctx), req.id)) }),
+      getDownloadUrls: (req, ctx) => getDownloadUrls(deps.downloads, req, ctx),
       watch: async function* (req, ctx) {
         const organizationId = org(ctx);
         const signal = AbortSignal.any([ctx.signal, deps.shutdownSignal]);
@@ -112,6 +118,7 @@ export function routes(deps: ApiDependencies) {
         return {};
       },
     });
+    registerUploadService(router, deps);
   };
 }
 

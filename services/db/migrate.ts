@@ -2,12 +2,14 @@ import { Migrator, type Kysely, type Migration, type MigrationProvider } from "k
 import * as m0001 from "./migrations/0001_initial.js";
 import * as m0002 from "./migrations/0002_worker_leases.js";
 import * as m0003 from "./migrations/0003_output_artifacts.js";
+import * as m0005 from "./migrations/0005_uploads.js";
 
 /** Migrations are listed here (not read from disk) so they work the same from source and tests. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   "0001_initial": m0001,
   "0002_worker_leases": m0002,
   "0003_output_artifacts": m0003,
+  "0005_uploads": m0005,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

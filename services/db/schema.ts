@@ -150,6 +150,27 @@ export interface OutboxTable {
   sent_at: NullableTimestamp;
 }
 
+export interface UploadsTable {
+  id: string;
+  organization_id: string;
+  origin_id: string;
+  provider: "s3" | "local";
+  /** The path the caller's job names (input_path), relative to the origin's base path. */
+  path: string;
+  /** base path + path: what the storage driver is given. */
+  object_path: string;
+  content_type: string;
+  size_bytes: ColumnType<string, number | bigint | string, number | bigint | string>;
+  /** S3 multipart uploads: the UploadId; '' for single PUTs. */
+  multipart_upload_id: string;
+  part_size_bytes: NullableBigInt;
+  state: "pending" | "uploading" | "completed" | "aborted";
+  received_bytes: NullableBigInt;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+  completed_at: NullableTimestamp;
+}
+
 export interface Database {
   organizations: OrganizationsTable;
   api_keys: ApiKeysTable;
@@ -159,6 +180,7 @@ export interface Database {
   job_outputs: JobOutputsTable;
   job_thumbnails: JobThumbnailsTable;
   outbox: OutboxTable;
+  uploads: UploadsTable;
 }
 
 export type JobRow = Selectable<JobsTable>;
@@ -169,3 +191,4 @@ export type JobThumbnailRow = Selectable<JobThumbnailsTable>;
 export type OriginRow = Selectable<OriginsTable>;
 export type PresetRow = Selectable<PresetsTable>;
 export type ApiKeyRow = Selectable<ApiKeysTable>;
+export type UploadRow = Selectable<UploadsTable>;
