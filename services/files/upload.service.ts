@@ -74,11 +74,14 @@ export class UploadManager {
 
   async createUploadUrl(organizationId: string, input: CreateUploadInput): Promise<UploadTicket> {
     const violations: FieldViolation[] = [];
-    const origin = await this.origins.requireForJob(organizationId, input.originId, "write", "origin_id");
+    // NOT_FOUND across organizations; an http origin is named as such rather than as "no write permission".
+    const found = await this.origins.get(organizationId, input.originId);
+    const origin =
+      found.provider === "http"
+        ? { field: "origin_id", rule: "upload.origin_read_only", message: `origin ${found.id} is an http origin, which is read-only: upload to an s3 or local origin` }
+        : await this.origins.requireForJob(organizationId, input.originId, "write", "origin_id");
     if ("field" in origin) violations.push(origin);
-    else if (origin.provider === "http") {
-      violations.push({ field: "origin_id", rule: "upload.origin_read_only", message: `origin ${origin.id} is an http origin, which is read-only: upload to an s3 or local origin` });
-    } else if (!origin.canRead) {
+    else if (!origin.canRead) {
       violations.push({ field: "origin_id", rule: "origin.read_permission", message: `origin ${origin.id} has no read permission: an upload becomes a job's input, which is read from the origin` });
     }
     if (input.sizeBytes > this.settings.maxBytes) {
