@@ -72,13 +72,13 @@ async function upload(uploads: UploadManager, req: Request, res: Response, token
   });
   try {
     const done = await uploads.receive(token, body, declared);
-    const answer = JSON.stringify({
+    const answer = `${JSON.stringify({
       upload_id: done.id,
       state: "UPLOAD_STATE_COMPLETED",
       size_bytes: String(done.receivedBytes ?? 0),
       input_origin_id: done.originId,
       input_path: done.path,
-    });
+    })}\n`;
     res.writeHead(201, { "content-type": "application/json", "content-length": Buffer.byteLength(answer) });
     res.end(answer);
   } catch (err) {
