@@ -33,7 +33,7 @@ import { createStorageDriver } from "../../services/storage/storage-driver.js";
 import { localJobRequest, startTestApi, type JobRequestInit, type TestApi } from "../support/api-harness.js";
 import { connectError } from "../support/rpc.js";
 
-const TABLES = ["api_keys", "job_outputs", "job_thumbnails", "jobs", "organizations", "origins", "outbox", "presets"];
+const TABLES = ["api_keys", "job_outputs", "job_thumbnails", "jobs", "organizations", "origins", "outbox", "presets", "uploads"];
 
 async function publicTables(handle: DatabaseHandle): Promise<string[]> {
   const { rows } = await sql<{ table_name: string }>`
@@ -79,7 +79,7 @@ describe("repositories on in-memory PGlite", () => {
   it("migrates an empty database to the latest schema; a second run is a no-op", async () => {
     expect(handle.kind).toBe("pglite");
     expect(await publicTables(handle)).toEqual([]);
-    expect(await migrateToLatest(handle.db)).toEqual(["0001_initial", "0002_worker_leases", "0003_output_artifacts"]);
+    expect(await migrateToLatest(handle.db)).toEqual(["0001_initial", "0002_worker_leases", "0003_output_artifacts", "0005_uploads"]);
     expect(await publicTables(handle)).toEqual(TABLES);
     expect(await migrateToLatest(handle.db)).toEqual([]);
   });
@@ -235,6 +235,7 @@ describe("repositories on in-memory PGlite", () => {
   });
 
   it("migrates down (dropping every table) and up again to a working schema", async () => {
+    expect(await migrateDown(handle.db)).toEqual(["0005_uploads"]);
     expect(await migrateDown(handle.db)).toEqual(["0003_output_artifacts"]);
     expect(await migrateDown(handle.db)).toEqual(["0002_worker_leases"]);
     expect(await migrateDown(handle.db)).toEqual(["0001_initial"]);
@@ -242,7 +243,7 @@ describe("repositories on in-memory PGlite", () => {
     const { rows } = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(handle.db);
     expect(rows).toEqual([]);
 
-    expect(await migrateToLatest(handle.db)).toEqual(["0001_initial", "0002_worker_leases", "0003_output_artifacts"]);
+    expect(await migrateToLatest(handle.db)).toEqual(["0001_initial", "0002_worker_leases", "0003_output_artifacts", "0005_uploads"]);
     expect(await publicTables(handle)).toEqual(TABLES);
     expect(await auth.countOrganizations()).toBe(0); // the old data went with the tables
     const { org, origin } = await seed();
