@@ -23,6 +23,12 @@ import { createStorageDriver } from "./storage/storage-driver.js";
 import { webhookUrlViolation } from "./webhooks/webhook-url.js";
 import { WebhookRepository } from "./webhooks/webhook.repository.js";
 import { WebhookManager } from "./webhooks/webhook.service.js";
+import { LocalDriver } from "./storage/local.driver.js";
+import { createS3Presigner } from "./storage/s3-presigner.js";
+import { DownloadManager } from "./files/download.service.js";
+import { UploadRepository } from "./files/upload.repository.js";
+import { UploadManager } from "./files/upload.service.js";
+import { PublicUrl, UrlSigner } from "./files/url-signer.js";
 
 export interface App {
   database: DatabaseHandle;
@@ -40,6 +46,10 @@ export interface App {
   jobs: JobManager;
   webhookRepository: WebhookRepository;
   webhooks: WebhookManager;
+  /** Signed uploads of inputs and signed download URLs of outputs, under `publicUrl`. */
+  uploads: UploadManager;
+  downloads: DownloadManager;
+  publicUrl: PublicUrl;
   events: JobEventBus;
   close(): Promise<void>;
 }
@@ -81,7 +91,8 @@ export async function createApp(config: Config, log: (msg: string) => void, even
     await database.close();
     throw err;
   }
-  const cipher = new CredentialCipher(loadEncryptionKey(config, log));
+  const encryptionKey = loadEncryptionKey(config, log);
+  const cipher = new CredentialCipher(encryptionKey);
   // Probes connect to hosts that callers name (s3 endpoints, http base URLs): refuse the
   // internal network unless the operator allowed part of it.
   const guard = createNetworkGuard({ allow: config.networkAllow });
@@ -104,6 +115,18 @@ export async function createApp(config: Config, log: (msg: string) => void, even
   const jobs = new JobManager(jobRepository, origins, presets, events, checkWebhookUrl);
   const webhookRepository = new WebhookRepository(database.db);
   const auth = new AuthRepository(database.db);
+  const signer = new UrlSigner(encryptionKey);
+  const publicUrl = new PublicUrl(config.publicUrl);
+  const presigner = (s3: Parameters<typeof createS3Presigner>[0]) => createS3Presigner(s3, { guard });
+  const uploads = new UploadManager(
+    new UploadRepository(database.db),
+    origins,
+    { s3: presigner, local: (local) => new LocalDriver(local) },
+    signer,
+    publicUrl,
+    { maxBytes: config.worker.maxInputBytes, partBytes: config.uploadPartBytes },
+  );
+  const downloads = new DownloadManager(jobs, origins, presigner, signer, publicUrl);
   return {
     database,
     runs: new JobRunRepository(database.db),
@@ -117,6 +140,9 @@ export async function createApp(config: Config, log: (msg: string) => void, even
     jobs,
     webhookRepository,
     webhooks: new WebhookManager(webhookRepository, cipher, checkWebhookUrl),
+    uploads,
+    downloads,
+    publicUrl,
     events,
     async close() {
       await events.close();

@@ -31,6 +31,13 @@ export interface Config {
   natsPrefix: string;
   worker: WorkerConfig;
   webhooks: WebhookConfig;
+  /**
+   * Base URL under which clients reach this server (signed upload and download URLs start with
+   * it); unset: http://<host>:<port> of the listening socket (localhost for 0.0.0.0 / ::).
+   */
+  publicUrl?: string;
+  /** Part size of S3 multipart uploads (RENDITION_UPLOAD_PART_BYTES; S3's minimum is 5 MiB). */
+  uploadPartBytes: number;
 }
 
 /** The webhook dispatcher (API processes). */
@@ -104,6 +111,13 @@ function natsUrl(env: Env): string | undefined {
   const raw = env.NATS_URL || undefined;
   if (raw && !/^(nats|tls|wss?):\/\/[^\s]+$/.test(raw)) throw new ConfigError(`NATS_URL must be a nats:// URL, got "${raw}"`);
   return raw;
+}
+
+function publicUrl(env: Env): string | undefined {
+  const raw = env.RENDITION_PUBLIC_URL || undefined;
+  if (raw === undefined) return undefined;
+  if (!/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(raw)) throw new ConfigError(`RENDITION_PUBLIC_URL must be an http(s):// URL without query, got "${raw}"`);
+  return raw.replace(/\/+$/, "");
 }
 
 function natsPrefix(env: Env): string {
@@ -198,5 +212,7 @@ export function loadConfig(env: Env = process.env): Config {
       retryScheduleMs: durationList(env, "RENDITION_WEBHOOK_RETRY_SCHEDULE_MS", RETRY_SCHEDULE_MS),
       concurrency: integer(env, "RENDITION_WEBHOOK_CONCURRENCY", 8, 1, 100),
     },
+    publicUrl: publicUrl(env),
+    uploadPartBytes: integer(env, "RENDITION_UPLOAD_PART_BYTES", 64 * 2 ** 20, 5 * 2 ** 20, 5 * 2 ** 30),
   };
 }

@@ -18,12 +18,17 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import { accountRoutes, type AccountDependencies } from "./account.routes.js";
 import type { WebhookManager } from "../webhooks/webhook.service.js";
 import { webhookRoutes } from "./webhook.routes.js";
+import type { DownloadManager } from "../files/download.service.js";
+import type { UploadManager } from "../files/upload.service.js";
+import { getDownloadUrls, registerUploadService } from "./upload-routes.js";
 
 export interface ApiDependencies extends AccountDependencies {
   jobs: JobManager;
   origins: OriginManager;
   presets: PresetManager;
   webhooks: WebhookManager;
+  uploads: UploadManager;
+  downloads: DownloadManager;
   events: JobEventBus;
   watch: { heartbeatMs: number; progressDebounceMs: number };
   /** Aborted on SIGTERM: Watch streams end cleanly instead of being cut. */
@@ -65,6 +70,7 @@ export function routes(deps: ApiDependencies) {
       },
       cancel: async (req, ctx) => ({ job: toProtoJob(await jobs.cancel(org(ctx), req.id)) }),
       confirm: async (req, ctx) => ({ job: toProtoJob(await jobs.confirm(org(ctx), req.id)) }),
+      getDownloadUrls: (req, ctx) => getDownloadUrls(deps.downloads, req, ctx),
       watch: async function* (req, ctx) {
         const organizationId = org(ctx);
         const signal = AbortSignal.any([ctx.signal, deps.shutdownSignal]);
@@ -118,6 +124,7 @@ export function routes(deps: ApiDependencies) {
         return {};
       },
     });
+    registerUploadService(router, deps);
   };
 }
 

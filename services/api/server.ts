@@ -3,6 +3,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { AuthRepository } from "../auth/auth.repository.js";
+import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
@@ -12,6 +13,8 @@ export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"
   checkDatabase: () => Promise<void>;
   log: (msg: string, err?: unknown) => void;
   shutdownTimeoutMs: number;
+  /** Told the listening address, for signed URLs when RENDITION_PUBLIC_URL is unset. */
+  publicUrl?: { listening(host: string, port: number): void };
 }
 
 export interface ApiServer {
@@ -44,6 +47,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     readMaxBytes: MAX_REQUEST_BYTES,
   });
 
+  const files = fileRoutes(options);
   let inFlight = 0;
   let drained: (() => void) | undefined;
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
@@ -56,6 +60,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     res.on("close", () => {
       if (--inFlight === 0) drained?.();
     });
+    if (files(req, res)) return;
     connect(req as never, res as never);
   };
   const health = async (path: string, res: http.ServerResponse | http2.Http2ServerResponse) => {
@@ -114,7 +119,9 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
         server.once("error", reject);
         server.listen(port, host, () => {
           server.off("error", reject);
-          resolve((server.address() as net.AddressInfo).port);
+          const bound = (server.address() as net.AddressInfo).port;
+          options.publicUrl?.listening(host, bound);
+          resolve(bound);
         });
       });
     },

@@ -3,6 +3,7 @@ import * as m0001 from "./migrations/0001_initial.js";
 import * as m0002 from "./migrations/0002_worker_leases.js";
 import * as m0003 from "./migrations/0003_output_artifacts.js";
 import * as m0004 from "./migrations/0004_webhooks.js";
+import * as m0005 from "./migrations/0005_uploads.js";
 import * as m0006 from "./migrations/0006_api_keys.js";
 
 /** Migrations are listed here (not read from disk) so they work the same from source and tests. */
@@ -11,6 +12,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   "0002_worker_leases": m0002,
   "0003_output_artifacts": m0003,
   "0004_webhooks": m0004,
+  "0005_uploads": m0005,
   "0006_api_keys": m0006,
 };
 

@@ -224,6 +224,27 @@ export interface WebhookAttemptsTable {
   error: Generated<string>;
 }
 
+export interface UploadsTable {
+  id: string;
+  organization_id: string;
+  origin_id: string;
+  provider: "s3" | "local";
+  /** The path the caller's job names (input_path), relative to the origin's base path. */
+  path: string;
+  /** base path + path: what the storage driver is given. */
+  object_path: string;
+  content_type: string;
+  size_bytes: ColumnType<string, number | bigint | string, number | bigint | string>;
+  /** S3 multipart uploads: the UploadId; '' for single PUTs. */
+  multipart_upload_id: string;
+  part_size_bytes: NullableBigInt;
+  state: "pending" | "uploading" | "completed" | "aborted";
+  received_bytes: NullableBigInt;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+  completed_at: NullableTimestamp;
+}
+
 export interface Database {
   organizations: OrganizationsTable;
   api_keys: ApiKeysTable;
@@ -238,6 +259,7 @@ export interface Database {
   webhook_events: WebhookEventsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_attempts: WebhookAttemptsTable;
+  uploads: UploadsTable;
 }
 
 export type JobRow = Selectable<JobsTable>;
@@ -248,3 +270,4 @@ export type JobThumbnailRow = Selectable<JobThumbnailsTable>;
 export type OriginRow = Selectable<OriginsTable>;
 export type PresetRow = Selectable<PresetsTable>;
 export type ApiKeyRow = Selectable<ApiKeysTable>;
+export type UploadRow = Selectable<UploadsTable>;

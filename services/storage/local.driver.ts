@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -13,6 +13,7 @@ import {
   ObjectTooLargeError,
   OriginProbeError,
   joinObjectPath,
+  writeStreamToFile,
 } from "./storage-driver.js";
 
 /** A directory on this machine (the embedded mode's default origin). */
@@ -83,6 +84,29 @@ export class LocalDriver implements StorageDriver {
       throw err;
     }
     const { size: bytes } = await stat(dest);
+    return { bytes, url: pathToFileURL(dest).href };
+  }
+
+  /**
+   * Streams a body (an HTTP upload) to `objectPath`: into a partial file beside it, renamed into
+   * place once complete, so a half upload never appears under the final name. Past `maxBytes` the
+   * partial file is removed and ObjectTooLargeError thrown. The target directory must not lead
+   * out of the root through a symbolic link.
+   */
+  async writeStream(objectPath: string, body: NodeJS.ReadableStream, opts: { maxBytes?: number; signal?: AbortSignal } = {}) {
+    const dest = this.resolve(objectPath);
+    await mkdir(path.dirname(dest), { recursive: true });
+    const [root, dir] = await Promise.all([realpath(this.rootDir), realpath(path.dirname(dest))]);
+    const relative = path.relative(root, dir);
+    if (relative.startsWith("..") || path.isAbsolute(relative)) throw new ObjectAccessDeniedError(`${objectPath} leads out of the origin root`);
+    const partial = `${dest}.partial-${randomUUID()}`;
+    const { bytes } = await writeStreamToFile(body, partial, opts);
+    try {
+      await rename(partial, dest);
+    } catch (err) {
+      await rm(partial, { force: true });
+      throw err;
+    }
     return { bytes, url: pathToFileURL(dest).href };
   }
 

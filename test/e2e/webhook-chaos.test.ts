@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobStatus, OutputType, Quality, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
-import { JobService } from "../../gen/rendition/v1/job_pb.js";
+import { JobService, type Job } from "../../gen/rendition/v1/job_pb.js";
 import { WebhookDeliveryStatus, WebhookService } from "../../gen/rendition/v1/webhook_pb.js";
 import { authHeaders } from "../support/api-harness.js";
 import { createEmptyDatabase } from "../support/database.js";
@@ -71,7 +71,7 @@ describe("webhook delivery under failure", () => {
 
     // 1. The receiver is down while three jobs (one failing) run to the end.
     const inputs = ["in/clip.mp4", "in/clip.mp4", "in/missing.mp4"];
-    const created = [];
+    const created: Job[] = [];
     for (const inputPath of inputs) {
       const { job } = await first.jobs.create({
         inputOriginId: credentials.local_origin_id,
