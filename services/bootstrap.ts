@@ -77,6 +77,7 @@ export function describeCredentials(credentials: Credentials, config: Config, po
     `  organization_id: ${credentials.organization_id}`,
     `  api_key:         ${credentials.api_key}   (shown once; also in ${join(config.dataDir, "credentials.json")})`,
     `  local_origin_id: ${credentials.local_origin_id}   (${defaultStorageDir(config)})`,
+    `  webhook_secret:  ${credentials.webhook_secret.slice(0, 12)}…   (signs deliveries to a job's webhook_url; in credentials.json)`,
     "",
     sample
       ? `Try it: turn the sample clip ${join(defaultStorageDir(config), sample)} into a 720p H.264 mp4:`

@@ -103,12 +103,16 @@ describe("embedded start (no DATABASE_URL)", () => {
         local_origin_id: banner.match(/local_origin_id: (ori_\S+)/)?.[1],
       };
 
-      // credentials.json: the same three values, readable by the owner only.
+      // credentials.json: the same three values and the webhook secret (the banner shows only its
+      // start), readable by the owner only.
       const file = join(dataDir, "credentials.json");
       expect(statSync(file).mode & 0o777).toBe(0o600);
-      const credentials = readCredentials(dataDir);
+      const { webhook_secret: webhookSecret, ...credentials } = readCredentials(dataDir);
       expect(Object.keys(credentials).sort()).toEqual(["api_key", "local_origin_id", "organization_id"]);
       expect(credentials).toEqual(printed);
+      expect(webhookSecret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+      expect(banner).toContain(`webhook_secret:  ${webhookSecret.slice(0, 12)}…`);
+      expect(banner).not.toContain(webhookSecret);
       expect(banner).toContain(file);
 
       // The printed command, pasted into a shell as is (line continuations and quoting included).
