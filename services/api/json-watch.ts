@@ -71,15 +71,18 @@ export function plainJsonStreaming(
       const universal = universalRequestFromNodeRequest(req, res, undefined, undefined);
       const header = new Headers(universal.header);
       const encoding = header.get(headerUnaryEncoding);
+      const contentLength = header.get(headerUnaryContentLength);
       const compressed = encoding !== null && encoding.toLowerCase() !== "identity";
       header.set(headerContentType, contentTypeStreamJson);
       header.set(headerProtocolVersion, protocolVersion);
       // A compressed body becomes a compressed envelope: Connect inflates it, within readMaxBytes
       // (and answers an unsupported encoding as it does for any stream).
       if (compressed) header.set(headerStreamEncoding, encoding);
-      // Lines go out uncompressed, each as soon as it is written.
-      for (const name of [headerUnaryEncoding, headerUnaryContentLength, headerUnaryAcceptEncoding, headerStreamAcceptEncoding]) header.delete(name);
-      const body = envelope(universal.body as AsyncIterable<Uint8Array>, compressed, options.readMaxBytes);
+      // Lines go out uncompressed, each as soon as it is written (with no accept header at all,
+      // Connect would answer in the request's encoding).
+      for (const name of [headerUnaryEncoding, headerUnaryContentLength, headerUnaryAcceptEncoding]) header.delete(name);
+      header.set(headerStreamAcceptEncoding, "identity");
+      const body = envelope(universal.body as AsyncIterable<Uint8Array>, compressed, options.readMaxBytes, contentLength);
       handler({ ...universal, header, body })
         .then(toLines)
         .then((answer) => universalResponseToNodeResponse(answer, res))
@@ -93,18 +96,33 @@ export function plainJsonStreaming(
 }
 
 /**
- * The whole body as one envelope. At most readMaxBytes + 1 bytes are read: a larger body gets an
- * envelope over the limit, which Connect refuses with resource_exhausted like any other.
+ * The whole body as one envelope, held in memory only up to readMaxBytes. A larger body gets an
+ * envelope that declares its real size, which Connect refuses with resource_exhausted like any
+ * other: with a Content-Length, unread (Node discards the body after the answer, as for a unary
+ * call); without one, read to its end and dropped, so the keep-alive connection stays in step.
  */
-async function* envelope(source: AsyncIterable<Uint8Array>, compressed: boolean, readMaxBytes: number): AsyncGenerator<Uint8Array> {
+async function* envelope(source: AsyncIterable<Uint8Array>, compressed: boolean, readMaxBytes: number, contentLength: string | null): AsyncGenerator<Uint8Array> {
+  const flags = compressed ? compressedFlag : 0;
+  const declared = contentLength === null ? NaN : Number(contentLength);
+  if (declared > readMaxBytes) {
+    yield envelopeHeader(flags, declared);
+    return;
+  }
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of source) {
-    chunks.push(chunk);
     size += chunk.byteLength;
-    if (size > readMaxBytes) break;
+    if (size <= readMaxBytes) chunks.push(chunk);
   }
-  yield encodeEnvelope(compressed ? compressedFlag : 0, Buffer.concat(chunks));
+  yield size > readMaxBytes ? envelopeHeader(flags, size) : encodeEnvelope(flags, Buffer.concat(chunks));
+}
+
+/** The 5-byte envelope prefix alone: flags and a big-endian uint32 length. */
+function envelopeHeader(flags: number, length: number): Uint8Array {
+  const header = Buffer.alloc(5);
+  header.writeUInt8(flags, 0);
+  header.writeUInt32BE(Math.min(length, 0xffffffff), 1);
+  return header;
 }
 
 interface ErrorJson {
