@@ -139,8 +139,8 @@ interface EndStreamJson {
 const utf8 = new TextDecoder();
 const encoder = new TextEncoder();
 
-/** The Connect streaming answer as NDJSON, or as a unary-style error when it failed before its first message. */
-async function toLines(answer: UniversalServerResponse): Promise<UniversalServerResponse> {
+/** The Connect streaming answer as NDJSON, or as a unary-style error when it failed before its first message (exported for its unit test). */
+export async function toLines(answer: UniversalServerResponse): Promise<UniversalServerResponse> {
   // Anything but a stream (e.g. 405, 415) is passed on as Connect answered it.
   if (answer.status !== 200 || answer.body === undefined || !(Symbol.asyncIterator in Object(answer.body))) return answer;
   const frames = pipe(answer.body as AsyncIterable<Uint8Array>, transformSplitEnvelope(0xffffffff))[Symbol.asyncIterator]();
