@@ -3,8 +3,11 @@ import http2 from "node:http2";
 import net from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { AuthRepository } from "../auth/auth.repository.js";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { withEnumAliases } from "./enum-aliases.js";
 import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
+import { plainJsonStreaming } from "./json-watch.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
 export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"> {
@@ -36,16 +39,24 @@ const FIRST_BYTE_TIMEOUT_MS = 30_000;
  */
 export function createApiServer(options: ApiServerOptions): ApiServer {
   const shutdown = new AbortController();
+  // snake_case like the reference, zero values (progress: 0, error_code: "") spelled out, and a
+  // misspelled field or enum name is an error instead of being silently dropped.
+  const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false };
+  let handlers: UniversalHandler[] = [];
   const connect = connectNodeAdapter({
-    routes: routes({ ...options, shutdownSignal: shutdown.signal }),
+    // Every method also reads the reference's lower-case enum spellings in JSON (enum-aliases.ts).
+    routes: (router) => {
+      routes({ ...options, shutdownSignal: shutdown.signal })(withEnumAliases(router, jsonOptions));
+      handlers = router.handlers;
+    },
     interceptors: [errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
-    // snake_case like the reference, zero values (progress: 0, error_code: "") spelled out, and a
-    // misspelled field or enum name is an error instead of being silently dropped.
-    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false },
+    jsonOptions,
     // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
     // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
     readMaxBytes: MAX_REQUEST_BYTES,
   });
+  // Watch with plain application/json (curl): NDJSON lines, through the same Connect handler.
+  const jsonStreams = plainJsonStreaming(handlers, { readMaxBytes: MAX_REQUEST_BYTES, log: options.log });
 
   const files = fileRoutes(options);
   let inFlight = 0;
@@ -61,7 +72,8 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       if (--inFlight === 0) drained?.();
     });
     if (files(req, res)) return;
-    connect(req as never, res as never);
+    if (jsonStreams.accepts(req)) jsonStreams.handle(req, res);
+    else connect(req as never, res as never);
   };
   const health = async (path: string, res: http.ServerResponse | http2.Http2ServerResponse) => {
     let status = 200;
