@@ -50,13 +50,14 @@ interface Credentials {
   organization_id: string;
   api_key: string;
   local_origin_id: string;
+  webhook_secret: string;
 }
 
 function readCredentials(dataDir: string): Credentials {
   return JSON.parse(readFileSync(join(dataDir, "credentials.json"), "utf8")) as Credentials;
 }
 
-const authOf = (c: Credentials) => ({ apiKey: c.api_key, organizationId: c.organization_id });
+const authOf = (c: Pick<Credentials, "api_key" | "organization_id">) => ({ apiKey: c.api_key, organizationId: c.organization_id });
 
 /** SIGTERM, then the exit code and how long the process took to go. */
 async function terminate(proc: RenditionProcess, timeoutMs = 10_000): Promise<{ code: number | null; signal: string | null; ms: number }> {
@@ -157,7 +158,7 @@ describe("embedded start (no DATABASE_URL)", () => {
       expect(listedAgain.json.pagination.total_count).toBe(1);
       expect(second.output).not.toContain("First start");
       expect(second.output).not.toContain("rnd_live_");
-      expect(readCredentials(dataDir)).toEqual(credentials);
+      expect(readCredentials(dataDir)).toEqual({ ...credentials, webhook_secret: webhookSecret });
 
       expect(await terminate(second)).toMatchObject({ code: 0, signal: null });
     },
