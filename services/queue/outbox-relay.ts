@@ -1,5 +1,6 @@
 import { sql, type Kysely } from "kysely";
 import { newId } from "../common/ids.js";
+import { KickedLoop } from "../common/kicked-loop.js";
 import type { Database } from "../db/schema.js";
 import type { PriorityName } from "../pricing/pricing.js";
 import type { WorkQueue, WorkStage } from "./work-queue.js";
@@ -36,21 +37,19 @@ function stageOf(topic: string, payload: Record<string, unknown>): WorkStage | u
  * holds and that saw no change for `stuckAfterMs` get a fresh `job.retry` row.
  */
 export class OutboxRelay {
-  private timer: NodeJS.Timeout | undefined;
+  private readonly loop: KickedLoop;
   private reconcileTimer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly queue: WorkQueue,
     private readonly options: OutboxRelayOptions,
-  ) {}
+  ) {
+    this.loop = new KickedLoop(() => this.drain(), options.pollMs, (err) => options.log("outbox relay: publish failed; will retry", err));
+  }
 
   start(): void {
-    this.stopped = false;
-    this.kick();
+    this.loop.start();
     this.reconcileTimer = setInterval(() => {
       this.reconcile().then(
         (n) => n > 0 && this.kick(),
@@ -62,33 +61,12 @@ export class OutboxRelay {
 
   /** Relay now (after a commit that wrote outbox rows); concurrent kicks coalesce. */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    clearTimeout(this.timer);
-    this.running = this.drain()
-      .then(() => undefined)
-      .catch((err) => this.options.log("outbox relay: publish failed; will retry", err))
-      .finally(() => {
-        this.running = undefined;
-        if (this.stopped) return;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        } else {
-          this.timer = setTimeout(() => this.kick(), this.options.pollMs);
-          this.timer.unref();
-        }
-      });
+    this.loop.kick();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
     clearInterval(this.reconcileTimer);
-    await this.running;
+    await this.loop.stop();
   }
 
   /** Sends every unsent row, oldest first; returns how many were published. */

@@ -1,3 +1,4 @@
+import { KickedLoop } from "../common/kicked-loop.js";
 import { createGuardedFetch, type FetchLike } from "../net/guarded-fetch.js";
 import type { NetworkGuard } from "../net/network-guard.js";
 import type { AttemptOutcome, AttemptRecord, ClaimedDelivery, WebhookRepository } from "./webhook.repository.js";
@@ -49,10 +50,7 @@ export function outcomeOf(status: number, attempt: number, schedule: readonly nu
  * dedupes on webhook-id); the history shows the interrupted attempt in between.
  */
 export class WebhookDispatcher {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = true;
+  private readonly loop: KickedLoop;
   private readonly fetch: FetchLike;
 
   constructor(
@@ -62,49 +60,28 @@ export class WebhookDispatcher {
     private readonly options: DispatcherOptions,
   ) {
     this.fetch = createGuardedFetch(guard, { socketTimeoutMs: options.timeoutMs });
+    this.loop = new KickedLoop(() => this.drain(), options.pollMs, (err) => options.log("webhooks: dispatch failed; will retry", err));
   }
 
   start(): void {
-    this.stopped = false;
-    this.kick();
+    this.loop.start();
   }
 
   /** Look for due deliveries now (after a commit that wrote events); concurrent kicks coalesce. */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    clearTimeout(this.timer);
-    this.running = this.drain()
-      .then(() => undefined)
-      .catch((err) => this.options.log("webhooks: dispatch failed; will retry", err))
-      .finally(() => {
-        this.running = undefined;
-        if (this.stopped) return;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        } else {
-          this.timer = setTimeout(() => this.kick(), this.options.pollMs);
-          this.timer.unref();
-        }
-      });
+    this.loop.kick();
   }
 
   /** Stops claiming; attempts in flight finish (each within the timeout). */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Sends until nothing is due; returns how many attempts were made. */
   async drain(): Promise<number> {
     let attempts = 0;
     for (;;) {
-      if (this.stopped && attempts > 0) return attempts;
+      if (this.loop.isStopped && attempts > 0) return attempts;
       // The lease outlives an attempt (timeout) with room to record it; a crashed process's rows come back after it.
       const batch = await this.repo.claimDue(this.options.concurrency, 2 * this.options.timeoutMs + 1000);
       if (batch.length === 0) return attempts;

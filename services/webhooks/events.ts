@@ -68,16 +68,18 @@ export function eventBody(type: string, timestamp: Date, data: unknown, extra: R
  */
 export async function recordJobEvents(trx: Transaction<Database>, jobId: string, events: readonly JobEvent[]): Promise<void> {
   if (events.length === 0) return;
-  const job = await loadJob(trx, jobId);
-  if (!job) throw new Error(`job ${jobId} vanished inside its own transaction`);
+  // Most jobs have nobody listening: find that out before reading the whole job.
+  const head = await trx.selectFrom("jobs").select(["organization_id", "webhook_url"]).where("id", "=", jobId).executeTakeFirst();
+  if (!head) throw new Error(`job ${jobId} vanished inside its own transaction`);
   const endpoints = await trx
     .selectFrom("webhook_endpoints")
     .select(["id", "url", "event_types"])
-    .where("organization_id", "=", job.organizationId)
+    .where("organization_id", "=", head.organization_id)
     .where("status", "=", "enabled")
     .orderBy("id")
     .execute();
-  if (endpoints.length === 0 && !job.webhookUrl) return;
+  if (endpoints.length === 0 && !head.webhook_url) return;
+  const job = (await loadJob(trx, jobId))!;
   const data = toJson(JobSchema, toProtoJob(job), API_JSON);
   const now = new Date();
   for (const event of events) {
