@@ -38,9 +38,9 @@ const server = http.createServer((req, res) => {
     const body = Buffer.concat(chunks).toString("utf8");
     const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
     try {
-      const event = verifier.verify(body, headers) as { type: string; data?: { id?: string; status?: string; progress?: number }; output_id?: string };
+      const event = verifier.verify(body, headers) as { type: string; data?: { id?: string; status?: string; progress?: number }; output_id?: string; progress_milestone?: number };
       if (values.json) console.log(JSON.stringify({ verified: true, webhook_id: headers["webhook-id"], ...event }));
-      else console.log(`verified ${headers["webhook-id"]} ${event.type} ${event.data?.id ?? ""} ${event.data?.status ?? ""} ${event.data?.progress ?? ""}%${event.output_id ? ` output ${event.output_id}` : ""}`);
+      else console.log(`verified ${headers["webhook-id"]} ${event.type} ${event.data?.id ?? ""} ${event.data?.status ?? ""} ${event.data?.progress ?? ""}%${event.progress_milestone ? ` (milestone ${event.progress_milestone} %)` : ""}${event.output_id ? ` output ${event.output_id}` : ""}`);
       res.writeHead(204).end();
     } catch (err) {
       console.log(values.json ? JSON.stringify({ verified: false, webhook_id: headers["webhook-id"] ?? "", error: (err as Error).message }) : `REFUSED ${headers["webhook-id"] ?? "(no webhook-id)"}: ${(err as Error).message}`);

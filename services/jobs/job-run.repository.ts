@@ -138,7 +138,7 @@ export class JobRunRepository {
       for (const [id, patch] of children.thumbnails ?? []) {
         await trx.updateTable("job_thumbnails").set(patch).where("job_id", "=", lease.jobId).where("id", "=", id).execute();
       }
-      await recordJobEvents(trx, lease.jobId, [...(children.events ?? []), ...milestones]);
+      await recordJobEvents(trx, lease.jobId, [...milestones, ...(children.events ?? [])]);
     });
   }
 
