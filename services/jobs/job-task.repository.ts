@@ -77,8 +77,9 @@ export class JobTaskRepository {
    */
   async startChunks(lease: Lease, chunks: readonly ChunkSpec[], execution: unknown): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
-      const job = await trx.selectFrom("jobs").select(["attempt", "status"]).where("id", "=", lease.jobId).forUpdate().executeTakeFirst();
-      if (!job || job.attempt !== lease.token || job.status !== "processing") return false;
+      const job = await trx.selectFrom("jobs").select(["attempt", "status", "lease_owner", "lease_expires_at"]).where("id", "=", lease.jobId).forUpdate().executeTakeFirst();
+      // Only a lease still held: the hand-over gives it up, so it happens once.
+      if (!job || job.attempt !== lease.token || job.status !== "processing" || job.lease_owner !== lease.workerId || !job.lease_expires_at) return false;
       for (const chunk of chunks) await insertTask(trx, lease.jobId, "chunk", chunk.index, chunk as unknown as Record<string, unknown>);
       await trx.updateTable("jobs").set({ lease_owner: "", lease_expires_at: null, updated_at: new Date(), execution: JSON.stringify(execution) }).where("id", "=", lease.jobId).execute();
       return true;
