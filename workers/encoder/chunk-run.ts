@@ -197,7 +197,8 @@ export class AssembleRun {
         encodeDurationMs: (job.startedAt ? uploadStarted - job.startedAt.getTime() : assembledMs) - (previous.probeDurationMs ?? 0),
         uploadDurationMs: Date.now() - uploadStarted,
         totalDurationMs: now.getTime() - job.createdAt.getTime(),
-        attempts: this.attempts,
+        // The join continues the attempt that planned the chunks: a run without retries counts 1.
+        attempts: Math.max(1, this.attempts - 1),
       };
       void claimedAt;
       await this.held(deps.runs.finish(lease, { status: "completed", failedOutputs: [], actualCostMinor: cost, execution, completedAt: now }));
