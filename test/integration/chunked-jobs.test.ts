@@ -130,6 +130,29 @@ describe("chunked encoding", () => {
     expect(await tasksOf(job.id)).toEqual([]);
   }, 120_000);
 
+  it("fails the job through its one terminal write when ffmpeg fails on a chunk: the other tasks end with it", async () => {
+    // Paused for Confirm first, so the job id is known before any chunk runs.
+    const { job: created } = await api.jobs.create(create(JobServiceCreateRequestSchema, { ...request("in/cuts.mp4"), delayedStart: true }));
+    const id = created!.id;
+    await waitFor(id, (j) => j.status === JobStatus.AWAITING_CONFIRMATION);
+    // A directory where chunk 2's first attempt writes its file: that ffmpeg run fails for real.
+    mkdirSync(join(tmp, `rendition-cache-${id}`, "chunk-2.partial-1.mp4"), { recursive: true });
+    await api.jobs.confirm({ id });
+    const job = await waitFor(id, (j) => TERMINAL.has(j.status));
+    expect(job.status).toBe(JobStatus.FAILED);
+    expect(job.errorCode).toBe("ENCODE_FAILED");
+    expect(job.outputs[0]!.status).toBe(OutputStatus.FAILED);
+    const tasks = await tasksOf(id);
+    expect(tasks.find((t) => t.position === 2 && t.kind === "chunk")!.status).toBe("failed");
+    expect(tasks.filter((t) => t.status === "pending" || t.status === "running")).toEqual([]);
+    expect(tasks.some((t) => t.kind === "assemble")).toBe(false);
+    const gone = Date.now() + 10_000;
+    while (ffmpegProcesses(id).length > 0) {
+      if (Date.now() > gone) throw new Error(`ffmpeg still running for ${id}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }, 120_000);
+
   it("cancels a job while its chunks encode: every unfinished task ends canceled and no ffmpeg is left", async () => {
     // A slow preset keeps the chunks busy long enough to cancel in the middle.
     const { job: created } = await api.jobs.create(request("in/cuts.mp4", { preset: "veryslow" }));

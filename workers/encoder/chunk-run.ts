@@ -85,7 +85,7 @@ export class ChunkRun {
         });
         await rename(partial, local);
       } catch (err) {
-        await rm(partial, { force: true });
+        await rm(partial, { force: true }).catch(() => {});
         signal.throwIfAborted();
         throw mediaFailure(err);
       }
