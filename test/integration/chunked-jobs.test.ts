@@ -153,6 +153,31 @@ describe("chunked encoding", () => {
     }
   }, 120_000);
 
+  it("runs chunked on embedded PGlite too (npm start with no DATABASE_URL)", async () => {
+    const embedded = await startTestApi(
+      undefined,
+      { RENDITION_TMP_DIR: tmp, RENDITION_WORKER_CONCURRENCY: "2", RENDITION_CHUNK_MIN_INPUT_S: "5", RENDITION_CHUNK_SECONDS: "4" },
+      { worker: true },
+    );
+    try {
+      await generateClip(join(embedded.config.dataDir, "storage", "in/cuts.mp4"), { durationS: 9, width: 320, height: 240, fps: 25, audio: true });
+      const { job: created } = await embedded.jobs.create(create(JobServiceCreateRequestSchema, { ...request("in/cuts.mp4"), inputOriginId: embedded.credentials.local_origin_id, outputOriginId: embedded.credentials.local_origin_id }));
+      const deadline = Date.now() + 120_000;
+      let job: Job | undefined;
+      while (!job || !TERMINAL.has(job.status)) {
+        if (Date.now() > deadline) throw new Error(`job still ${JobStatus[job!.status]}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        job = (await embedded.jobs.get({ id: created!.id })).job!;
+      }
+      expect(job.status).toBe(JobStatus.COMPLETED);
+      const tasks = await embedded.app.database.db.selectFrom("job_tasks").select(["kind", "status"]).where("job_id", "=", job.id).orderBy("kind", "desc").orderBy("position").execute();
+      expect(tasks).toEqual([{ kind: "chunk", status: "completed" }, { kind: "chunk", status: "completed" }, { kind: "assemble", status: "completed" }]);
+      expect(await frameCount(fileURLToPath(job.outputs[0]!.outputUrl))).toBe(9 * 25);
+    } finally {
+      await embedded.close();
+    }
+  }, 180_000);
+
   it("cancels a job while its chunks encode: every unfinished task ends canceled and no ffmpeg is left", async () => {
     // A slow preset keeps the chunks busy long enough to cancel in the middle.
     const { job: created } = await api.jobs.create(request("in/cuts.mp4", { preset: "veryslow" }));
