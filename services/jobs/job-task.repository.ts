@@ -201,7 +201,7 @@ export class JobTaskRepository {
    * The chunk is done (its file in staging). In the same transaction: was it the last one? Then
    * the assemble task and its outbox row are written. Undefined when the lease was lost.
    */
-  async completeChunk(lease: TaskLease, result: ChunkResult): Promise<{ progress: number; assembleQueued: boolean } | undefined> {
+  async completeChunk(lease: TaskLease, result: ChunkResult): Promise<{ progress: number; assembleQueued: boolean; nextQueued?: string } | undefined> {
     const written = await this.withTask(lease, async (trx) => {
       const now = new Date();
       await trx
@@ -219,7 +219,22 @@ export class JobTaskRepository {
         .executeTakeFirstOrThrow();
       const last = Number(left.n) === 0;
       if (last) await insertTask(trx, lease.jobId, "assemble", 0, {});
-      return { progress, assembleQueued: last };
+      // A slot of the job's share is free now: the next waiting chunk gets a fresh message, in
+      // case its own ran out of deliveries while the job was at its limit (a duplicate is harmless).
+      const next = last
+        ? undefined
+        : await trx
+            .selectFrom("job_tasks")
+            .select("id")
+            .where("job_id", "=", lease.jobId)
+            .where("kind", "=", "chunk")
+            .where("status", "=", "pending")
+            .where("lease_expires_at", "is", null)
+            .orderBy("position")
+            .limit(1)
+            .executeTakeFirst();
+      if (next) await insertOutbox(trx, lease.jobId, "chunk", next.id);
+      return { progress, assembleQueued: last, nextQueued: next?.id };
     });
     return written.held ? written.value : undefined;
   }
@@ -317,6 +332,10 @@ export class JobTaskRepository {
 async function insertTask(trx: Trx, jobId: string, kind: TaskKind, position: number, spec: Record<string, unknown>): Promise<string> {
   const id = newId("tsk");
   await trx.insertInto("job_tasks").values({ id, job_id: jobId, kind, position, spec: JSON.stringify(spec) }).execute();
-  await trx.insertInto("outbox").values({ id: newId("evt"), job_id: jobId, topic: `task.${kind}`, payload: JSON.stringify({ job_id: jobId, task_id: id }) }).execute();
+  await insertOutbox(trx, jobId, kind, id);
   return id;
+}
+
+async function insertOutbox(trx: Trx, jobId: string, kind: TaskKind, taskId: string): Promise<void> {
+  await trx.insertInto("outbox").values({ id: newId("evt"), job_id: jobId, topic: `task.${kind}`, payload: JSON.stringify({ job_id: jobId, task_id: taskId }) }).execute();
 }

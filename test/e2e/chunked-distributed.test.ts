@@ -155,7 +155,10 @@ describe("chunked encoding across worker processes", () => {
     const output = fileURLToPath(job.outputs[0]!.outputUrl);
     expect(await frameCount(output)).toBe(await frameCount(join(dataDir, "storage", "in", "cuts.mp4")));
     expect(await frameCount(output)).toBe(20 * 25);
-    expect(existsSync(join(dataDir, "storage", ".rendition", id))).toBe(false);
+    // The staged chunks go right after the job's final write.
+    const staged = join(dataDir, "storage", ".rendition", id);
+    for (const until = Date.now() + 15_000; existsSync(staged) && Date.now() < until; ) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(existsSync(staged)).toBe(false);
     // The killed worker's ffmpeg went with it (setpriv --pdeathsig).
     const gone = Date.now() + 10_000;
     while (orphans.some(isAlive) && Date.now() < gone) await new Promise((resolve) => setTimeout(resolve, 200));

@@ -106,7 +106,10 @@ describe("chunk tasks", () => {
     // Never backwards.
     expect(await tasks.progress(a, 10)).toBe(22);
 
-    expect(await tasks.completeChunk(a, { path: ".rendition/x/chunk-0.mp4", bytes: 10 })).toEqual({ progress: 45, assembleQueued: false });
+    // t2 was refused as busy: the freed slot sends it a fresh message.
+    expect(await tasks.completeChunk(a, { path: ".rendition/x/chunk-0.mp4", bytes: 10 })).toEqual({ progress: 45, assembleQueued: false, nextQueued: t2 });
+    const again = await database.db.selectFrom("outbox").select("payload").where("job_id", "=", id).where("topic", "=", "task.chunk").execute();
+    expect(again.map((r) => r.payload.task_id)).toEqual([t0, t1, t2, t2]);
     await new Promise((resolve) => setTimeout(resolve, 400)); // b's lease lapses
     const b2 = await claimed(t1, "w3");
     expect(b2.token).toBeGreaterThan(b.token);
@@ -116,7 +119,7 @@ describe("chunk tasks", () => {
     expect(await tasks.renew(b2, 60_000)).toBe(true);
     expect((await tasks.completeChunk(b2, { path: ".rendition/x/chunk-1.mp4", bytes: 10 }))!.assembleQueued).toBe(false);
     const c = await claimed(t2, "w1");
-    expect(await tasks.completeChunk(c, { path: ".rendition/x/chunk-2.mp4", bytes: 10 })).toEqual({ progress: 90, assembleQueued: true });
+    expect(await tasks.completeChunk(c, { path: ".rendition/x/chunk-2.mp4", bytes: 10 })).toEqual({ progress: 90, assembleQueued: true, nextQueued: undefined });
 
     const rows = await tasks.list(id);
     expect(rows.map((r) => [r.kind, r.status, r.claims])).toEqual([

@@ -101,7 +101,7 @@ export class ChunkRun {
     }
     const done = await deps.tasks.completeChunk(lease, { path, bytes });
     if (!done) throw new LeaseLostError(`task ${lease.taskId} was canceled or taken over`);
-    if (done.assembleQueued) deps.kickOutbox?.();
+    if (done.assembleQueued || done.nextQueued) deps.kickOutbox?.();
     await deps.events.publish({ jobId: job.id, organizationId: job.organizationId, kind: "progress", status: "processing", progress: done.progress });
   }
 
