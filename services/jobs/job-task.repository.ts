@@ -2,10 +2,10 @@ import { sql, type Kysely, type Transaction } from "kysely";
 import { newId } from "../common/ids.js";
 import type { Database } from "../db/schema.js";
 import { crossedMilestones, recordJobEvents } from "../webhooks/events.js";
-import { chunkedJobProgress } from "../../workers/chunking/chunk-eligibility.js";
+import { chunkedJobProgress } from "./chunk-progress.js";
 import { endJob } from "./job-end.js";
 import type { Lease } from "./job-run.repository.js";
-import type { JobStatusName } from "./job.types.js";
+import { isTerminal, type JobStatusName } from "./job.types.js";
 
 type Db = Kysely<Database>;
 type Trx = Transaction<Database>;
@@ -285,7 +285,7 @@ export class JobTaskRepository {
   /** Whether a job is over (or gone): a worker's cached input and chunks of it may go. */
   async isJobFinished(jobId: string): Promise<boolean> {
     const row = await this.db.selectFrom("jobs").select("status").where("id", "=", jobId).executeTakeFirst();
-    return !row || !["pending", "probing", "processing"].includes(row.status as JobStatusName);
+    return !row || isTerminal(row.status as JobStatusName);
   }
 
   /** Ends every task lease (embedded start: the previous process's leases belong to nobody). */

@@ -17,6 +17,7 @@ import { JobServiceCreateRequestSchema, OutputStatus, ThumbnailMode, type Job } 
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
 import { ffprobeJson, generateClip, testMediaTools } from "../support/media.js";
+import { openMessaging, startWorker } from "../../services/runtime.js";
 
 const exec = promisify(execFile);
 let database: TestDatabase;
@@ -130,6 +131,26 @@ describe("chunked encoding", () => {
     expect(Math.abs(Number(job.outputs[0]!.durationMs) - Number(reference.outputs[0]!.durationMs))).toBeLessThanOrEqual(40);
     expect(job.execution!.attempts).toBe(1);
   }, 240_000);
+
+  it("sweeps a chunked job's cache directory once the job has ended, not while it runs", async () => {
+    const { job: created } = await api.jobs.create(request("in/short.mp4"));
+    const ended = await waitFor(created!.id, (j) => TERMINAL.has(j.status));
+    const { job: waiting } = await api.jobs.create(create(JobServiceCreateRequestSchema, { ...request("in/short.mp4"), delayedStart: true }));
+    await waitFor(waiting!.id, (j) => j.status === JobStatus.AWAITING_CONFIRMATION);
+    const stale = join(tmp, `rendition-cache-${ended.id}`);
+    const live = join(tmp, `rendition-cache-${waiting!.id}`);
+    mkdirSync(stale, { recursive: true });
+    mkdirSync(live, { recursive: true });
+    // A second worker starting on the same database and temp directory sweeps at start.
+    const messaging = await openMessaging(api.config, "test", () => {});
+    const { worker } = await startWorker(api.app, messaging, api.config, () => {});
+    await worker.stop();
+    await messaging.close();
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+    await api.jobs.cancel({ id: waiting!.id });
+    rmSync(live, { recursive: true, force: true });
+  }, 60_000);
 
   it("keeps short inputs on the single-pass path", async () => {
     const { job: created } = await api.jobs.create(request("in/short.mp4"));
