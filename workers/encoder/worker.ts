@@ -326,7 +326,11 @@ export class EncoderWorker {
       // A chunk works in its job's cache directory (ChunkInputCache) instead.
       if (withTmp) tmp = await mkdtemp(join(this.settings.tmpDir, `rendition-${lease.jobId}-`));
       unsubscribe = await events.subscribe(lease.jobId, (event) => {
-        if (event.kind === "status" && event.status === "canceled") abort.abort(new LeaseLostError("canceled"));
+        if (event.kind !== "status") return;
+        if (event.status === "canceled") abort.abort(new LeaseLostError("canceled"));
+        // A chunk stops as soon as its job has ended elsewhere (another chunk failed it); the job
+        // lease holder writes those statuses itself.
+        else if (!withTmp && isTerminal(event.status)) abort.abort(new LeaseLostError(`the job ended ${event.status}`));
       });
       let lastRenewal = Date.now();
       heartbeat = setInterval(
