@@ -18,6 +18,9 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
 import { ffprobeJson, generateClip, testMediaTools } from "../support/media.js";
 import { openMessaging, startWorker } from "../../services/runtime.js";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { OriginPermission } from "../../gen/rendition/v1/origin_pb.js";
+import { startS3Server } from "../support/s3-server.js";
 
 const exec = promisify(execFile);
 let database: TestDatabase;
@@ -151,6 +154,34 @@ describe("chunked encoding", () => {
     await api.jobs.cancel({ id: waiting!.id });
     rmSync(live, { recursive: true, force: true });
   }, 60_000);
+
+  it("stages chunks under the base path of an S3 output origin and deletes them after delivery", async () => {
+    const s3 = await startS3Server();
+    try {
+      await s3.createBucket("media");
+      const { origin } = await api.origins.create({
+        name: "s3 renders",
+        permissions: [OriginPermission.READ, OriginPermission.WRITE],
+        basePath: "renders",
+        s3: { bucket: "media", region: "us-east-1", endpoint: s3.endpoint },
+        s3Credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+      });
+      const { job: created } = await api.jobs.create(create(JobServiceCreateRequestSchema, { ...request("in/cuts.mp4"), outputOriginId: origin!.id }));
+      const job = await waitFor(created!.id, (j) => TERMINAL.has(j.status));
+      expect(job.status, `${job.errorCode}: ${job.errorMessage}`).toBe(JobStatus.COMPLETED);
+      expect((await tasksOf(job.id)).filter((t) => t.kind === "chunk").map((t) => (t.result as { path: string }).path)).toEqual(
+        [0, 1, 2, 3].map((n) => `renders/.rendition/${job.id}/chunk-${n}.mp4`),
+      );
+      // Chunks were written there (s3rver saw the PUTs) and are gone now; only the output is left.
+      expect(s3.requests.some((r) => r.startsWith(`PUT /media/renders/.rendition/${job.id}/chunk-0.mp4`))).toBe(true);
+      const keys = async () => ((await s3.admin.send(new ListObjectsV2Command({ Bucket: "media" }))).Contents ?? []).map((o) => o.Key!);
+      const deadline = Date.now() + 15_000;
+      while ((await keys()).some((k) => k.includes(".rendition")) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await keys()).toEqual([`renders/${job.outputs[0]!.path}`]);
+    } finally {
+      await s3.close();
+    }
+  }, 120_000);
 
   it("keeps short inputs on the single-pass path", async () => {
     const { job: created } = await api.jobs.create(request("in/short.mp4"));
