@@ -213,31 +213,6 @@ describe("chunked encoding", () => {
     }
   }, 120_000);
 
-  it("runs chunked on embedded PGlite too (npm start with no DATABASE_URL)", async () => {
-    const embedded = await startTestApi(
-      undefined,
-      { RENDITION_TMP_DIR: tmp, RENDITION_WORKER_CONCURRENCY: "2", RENDITION_CHUNK_MIN_INPUT_S: "5", RENDITION_CHUNK_SECONDS: "4" },
-      { worker: true },
-    );
-    try {
-      await generateClip(join(embedded.config.dataDir, "storage", "in/cuts.mp4"), { durationS: 9, width: 320, height: 240, fps: 25, audio: true });
-      const { job: created } = await embedded.jobs.create(create(JobServiceCreateRequestSchema, { ...request("in/cuts.mp4"), inputOriginId: embedded.credentials.local_origin_id, outputOriginId: embedded.credentials.local_origin_id }));
-      const deadline = Date.now() + 120_000;
-      let job: Job | undefined;
-      while (!job || !TERMINAL.has(job.status)) {
-        if (Date.now() > deadline) throw new Error(`job still ${JobStatus[job!.status]}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        job = (await embedded.jobs.get({ id: created!.id })).job!;
-      }
-      expect(job.status).toBe(JobStatus.COMPLETED);
-      const tasks = await embedded.app.database.db.selectFrom("job_tasks").select(["kind", "status"]).where("job_id", "=", job.id).orderBy("kind", "desc").orderBy("position").execute();
-      expect(tasks).toEqual([{ kind: "chunk", status: "completed" }, { kind: "chunk", status: "completed" }, { kind: "assemble", status: "completed" }]);
-      expect(await frameCount(fileURLToPath(job.outputs[0]!.outputUrl))).toBe(9 * 25);
-    } finally {
-      await embedded.close();
-    }
-  }, 180_000);
-
   it("cancels a job while its chunks encode: every unfinished task ends canceled and no ffmpeg is left", async () => {
     // A slow preset keeps the chunks busy long enough to cancel in the middle.
     const { job: created } = await api.jobs.create(request("in/cuts.mp4", { preset: "veryslow" }));
@@ -261,4 +236,69 @@ describe("chunked encoding", () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }, 120_000);
+});
+
+describe("chunked encoding on embedded PGlite (npm start with no DATABASE_URL)", () => {
+  let embedded: TestApi;
+  const embeddedTmp = join(tmp, "embedded");
+
+  beforeAll(async () => {
+    mkdirSync(embeddedTmp, { recursive: true });
+    embedded = await startTestApi(
+      undefined,
+      { RENDITION_TMP_DIR: embeddedTmp, RENDITION_WORKER_CONCURRENCY: "2", RENDITION_CHUNK_MIN_INPUT_S: "5", RENDITION_CHUNK_SECONDS: "4", RENDITION_MAX_ATTEMPTS: "2" },
+      { worker: true },
+    );
+    await generateClip(join(embedded.config.dataDir, "storage", "in/cuts.mp4"), { durationS: 9, width: 320, height: 240, fps: 25, audio: true });
+  }, 120_000);
+  afterAll(async () => {
+    await embedded?.close();
+  });
+
+  async function finish(id: string): Promise<Job> {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const { job } = await embedded.jobs.get({ id });
+      if (TERMINAL.has(job!.status)) return job!;
+      if (Date.now() > deadline) throw new Error(`job ${id} still ${JobStatus[job!.status]}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  const tasksHere = (jobId: string) =>
+    embedded.app.database.db.selectFrom("job_tasks").select(["kind", "status", "claims"]).where("job_id", "=", jobId).orderBy("kind", "desc").orderBy("position").execute();
+
+  it("completes a chunked job", async () => {
+    const { job: created } = await embedded.jobs.create(create(JobServiceCreateRequestSchema, { ...request("in/cuts.mp4"), inputOriginId: embedded.credentials.local_origin_id, outputOriginId: embedded.credentials.local_origin_id }));
+    const job = await finish(created!.id);
+    expect(job.status).toBe(JobStatus.COMPLETED);
+    expect(await tasksHere(job.id)).toEqual([
+      { kind: "chunk", status: "completed", claims: 1 },
+      { kind: "chunk", status: "completed", claims: 1 },
+      { kind: "assemble", status: "completed", claims: 1 },
+    ]);
+    expect(await frameCount(fileURLToPath(job.outputs[0]!.outputUrl))).toBe(9 * 25);
+  }, 180_000);
+
+  it("retries a chunk whose upload fails with a transient error, then fails the job with RETRIES_EXHAUSTED at the attempt limit", async () => {
+    const s3 = await startS3Server();
+    await s3.createBucket("media");
+    const { origin } = await embedded.origins.create({
+      name: "s3 renders",
+      permissions: [OriginPermission.READ, OriginPermission.WRITE],
+      s3: { bucket: "media", region: "us-east-1", endpoint: s3.endpoint },
+      s3Credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    });
+    // The store goes away after the origin was checked: every chunk upload is refused a connection.
+    await s3.close();
+    const { job: created } = await embedded.jobs.create(create(JobServiceCreateRequestSchema, { ...request("in/cuts.mp4"), inputOriginId: embedded.credentials.local_origin_id, outputOriginId: origin!.id }));
+    const job = await finish(created!.id);
+    expect(job.status).toBe(JobStatus.FAILED);
+    expect(job.errorCode).toBe("RETRIES_EXHAUSTED");
+    expect(job.errorMessage).toMatch(/gave up on a chunk after 2 attempts; last error: /);
+    const tasks = await tasksHere(job.id);
+    // Given back after the first failure and taken again: the second claim hit the limit.
+    expect(tasks.some((t) => t.claims === 2)).toBe(true);
+    expect(tasks.every((t) => t.kind === "chunk" && t.status === "failed")).toBe(true);
+  }, 180_000);
 });
