@@ -135,7 +135,7 @@ export class AssembleRun {
     private readonly attempts: number,
   ) {}
 
-  async run(claimedAt: Date): Promise<void> {
+  async run(): Promise<void> {
     const { deps, lease, signal } = this;
     const job = await loadJob(deps, lease.organizationId, lease.jobId);
     const output = job.outputs.find((o) => o.status === "pending" || o.status === "processing");
@@ -200,7 +200,6 @@ export class AssembleRun {
         // The join continues the attempt that planned the chunks: a run without retries counts 1.
         attempts: Math.max(1, this.attempts - 1),
       };
-      void claimedAt;
       await this.held(deps.runs.finish(lease, { status: "completed", failedOutputs: [], actualCostMinor: cost, execution, completedAt: now }));
       await deps.events.publish({ jobId: job.id, organizationId: job.organizationId, kind: "status", status: "completed", progress: 100 });
       for (const path of staged) await driver.remove?.(path).catch((err) => deps.log(`job ${job.id}: removing the staged chunk ${path} failed`, err));

@@ -203,7 +203,6 @@ export class EncoderWorker {
       else delivery.nak(Math.ceil(state.leaseRemainingMs) + 500);
       return;
     }
-    const claimedAt = new Date();
     const lease = await runs.claim(organizationId, jobId, this.workerId, this.settings.leaseMs, ["processing"]);
     if (!lease) {
       delivery.nak(1000);
@@ -221,7 +220,7 @@ export class EncoderWorker {
       delivery.term();
       return;
     }
-    await this.runLeased(delivery, lease, state.claims, (tmp, signal) => new AssembleRun(deps, lease, tmp, signal, state.claims + 1).run(claimedAt));
+    await this.runLeased(delivery, lease, state.claims, (tmp, signal) => new AssembleRun(deps, lease, tmp, signal, state.claims + 1).run());
   }
 
   /** One chunk of a chunked job, under the task's own lease. */
