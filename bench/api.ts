@@ -21,7 +21,8 @@
  *
  * Options: --duration S (per measurement, default 10), --rounds N (default 3), --connections C
  * (default 32), --warmup S (default 3), --skip-create, --cpu-prof DIR (a V8 CPU profile of the
- * API process, written to DIR when it stops). DATABASE_ADMIN_URL picks the server
+ * API process, written to DIR when it stops), --only NAME (one measurement, e.g. "API Get": no
+ * ratio, for profiling). DATABASE_ADMIN_URL picks the server
  * (default postgres://postgres@127.0.0.1:5432/postgres).
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -41,6 +42,7 @@ const { values: opts } = parseArgs({
     warmup: { type: "string", default: "3" },
     "skip-create": { type: "boolean", default: false },
     "cpu-prof": { type: "string" },
+    only: { type: "string" },
   },
 });
 const DURATION = Number(opts.duration);
@@ -237,6 +239,7 @@ async function main(): Promise<void> {
       );
     }
 
+    if (opts.only) targets.splice(0, targets.length, ...targets.filter((t) => t.name === opts.only));
     console.log(`bench:api on ${cpus().length}× ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; wrk -t1 -c${CONNECTIONS}, ${DURATION} s per measurement, ${ROUNDS} round(s)`);
     for (const t of targets) await runWrk(t.url, t.script, WARMUP, t.pid, pgClient); // JIT, pools, caches
     const results = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
@@ -266,8 +269,8 @@ async function main(): Promise<void> {
       const per = results.get(a)!.map((r, i) => (r.rps / results.get(b)![i]!.rps).toFixed(2)).join(", ");
       return `${(m(a, "rps") / m(b, "rps")).toFixed(3)} (per round ${per})`;
     };
-    console.log(`  Get: API/bare = ${ratio("API Get", "bare Get")}, goal >= 0.5`);
-    if (!opts["skip-create"]) {
+    if (!opts.only) console.log(`  Get: API/bare = ${ratio("API Get", "bare Get")}, goal >= 0.5`);
+    if (!opts["skip-create"] && !opts.only) {
       console.log(`  Create: ${m("API Create", "rps").toFixed(0)}/s, goal >= 1000/s; API/bare = ${ratio("API Create", "bare Create")}`);
     }
     const jobs = await (async () => {
