@@ -21,8 +21,10 @@
  *
  * Options: --duration S (per measurement, default 10), --rounds N (default 3), --connections C
  * (default 32), --warmup S (default 3), --skip-create, --cpu-prof DIR (a V8 CPU profile of the
- * API process, written to DIR when it stops), --only NAME (one measurement, e.g. "API Get": no
- * ratio, for profiling). DATABASE_ADMIN_URL picks the server
+ * API process, written to DIR when it stops), --only NAMES (some of the measurements, comma-separated,
+ * e.g. "API Get" for profiling or "bare Create,API Create"), --before DIR (also measure the API
+ * of another checkout in DIR, e.g. `git archive` of the commit before a change with a
+ * node_modules link: "before Get", "before Create", on the same database). DATABASE_ADMIN_URL picks the server
  * (default postgres://postgres@127.0.0.1:5432/postgres).
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -43,6 +45,7 @@ const { values: opts } = parseArgs({
     "skip-create": { type: "boolean", default: false },
     "cpu-prof": { type: "string" },
     only: { type: "string" },
+    before: { type: "string" },
   },
 });
 const DURATION = Number(opts.duration);
@@ -85,8 +88,8 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
 }
 
 /** Starts a child and resolves with the port it prints in "listening on host:port". */
-function startChild(args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+function startChild(args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = [], cwd?: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", ...args], { env, cwd, stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   let log = "";
   return new Promise((resolve, reject) => {
@@ -218,6 +221,11 @@ async function main(): Promise<void> {
     const answerFile = join(work, "get-response.json");
     writeFileSync(answerFile, JSON.stringify(answer));
     const bare = await startChild(["bench/api-bare.ts", answerFile], process.env);
+    // --before DIR: the same API from another checkout (say, the commit before a fix), on the same database.
+    const before = opts.before
+      ? await startChild(["services/main.ts", "api"], { ...env, DATABASE_URL: databaseUrl, RENDITION_DATA_DIR: join(work, "data-before"), PORT: "0", HOST: "127.0.0.1" }, [], opts.before)
+      : undefined;
+    const beforeUrl = before && `http://127.0.0.1:${before.port}`;
     const bareUrl = `http://127.0.0.1:${bare.port}`;
     // Both servers answer the same bytes for Get.
     const bareAnswer = await post(`${bareUrl}/rendition.v1.JobService/Get`, {}, getBody);
@@ -231,15 +239,17 @@ async function main(): Promise<void> {
     const targets: Target[] = [
       { name: "bare Get", url: `${bareUrl}/rendition.v1.JobService/Get`, script: scripts.get, pid: bare.child.pid! },
       { name: "API Get", url: `${apiUrl}/rendition.v1.JobService/Get`, script: scripts.get, pid: api.child.pid! },
+      ...(before ? [{ name: "before Get", url: `${beforeUrl}/rendition.v1.JobService/Get`, script: scripts.get, pid: before.child.pid! }] : []),
     ];
     if (!opts["skip-create"]) {
       targets.push(
         { name: "bare Create", url: `${bareUrl}/rendition.v1.JobService/Create`, script: scripts.create, pid: bare.child.pid! },
         { name: "API Create", url: `${apiUrl}/rendition.v1.JobService/Create`, script: scripts.create, pid: api.child.pid! },
+        ...(before ? [{ name: "before Create", url: `${beforeUrl}/rendition.v1.JobService/Create`, script: scripts.create, pid: before.child.pid! }] : []),
       );
     }
 
-    if (opts.only) targets.splice(0, targets.length, ...targets.filter((t) => t.name === opts.only));
+    if (opts.only) targets.splice(0, targets.length, ...targets.filter((t) => opts.only!.split(",").includes(t.name)));
     console.log(`bench:api on ${cpus().length}× ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; wrk -t1 -c${CONNECTIONS}, ${DURATION} s per measurement, ${ROUNDS} round(s)`);
     for (const t of targets) await runWrk(t.url, t.script, WARMUP, t.pid, pgClient); // JIT, pools, caches
     const results = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
@@ -269,9 +279,12 @@ async function main(): Promise<void> {
       const per = results.get(a)!.map((r, i) => (r.rps / results.get(b)![i]!.rps).toFixed(2)).join(", ");
       return `${(m(a, "rps") / m(b, "rps")).toFixed(3)} (per round ${per})`;
     };
-    if (!opts.only) console.log(`  Get: API/bare = ${ratio("API Get", "bare Get")}, goal >= 0.5`);
-    if (!opts["skip-create"] && !opts.only) {
+    if (results.has("API Get") && results.has("bare Get")) console.log(`  Get: API/bare = ${ratio("API Get", "bare Get")}, goal >= 0.5`);
+    if (results.has("API Create") && results.has("bare Create")) {
       console.log(`  Create: ${m("API Create", "rps").toFixed(0)}/s, goal >= 1000/s; API/bare = ${ratio("API Create", "bare Create")}`);
+    }
+    for (const method of ["Get", "Create"]) {
+      if (results.has(`API ${method}`) && results.has(`before ${method}`)) console.log(`  ${method}: API/before = ${ratio(`API ${method}`, `before ${method}`)}`);
     }
     const jobs = await (async () => {
       const c = new pg.Client({ connectionString: databaseUrl });
