@@ -29,6 +29,8 @@ export interface ApiServer {
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 const MAX_REQUEST_BYTES = 1024 * 1024;
+/** Responses (and stream messages) smaller than this are sent uncompressed. */
+const COMPRESS_MIN_BYTES = 16 * 1024;
 /** A connection that sends nothing is dropped after this long (before HTTP's own timeouts apply). */
 const FIRST_BYTE_TIMEOUT_MS = 30_000;
 
@@ -54,6 +56,10 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
     // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
     readMaxBytes: MAX_REQUEST_BYTES,
+    // gzip only what is worth it: connect-node compresses every message over 1 KiB for a client
+    // that accepts gzip, each with a zlib context of its own, and a Watch event (one job, ~1.5 kB
+    // of JSON) then costs far more CPU and memory to compress than to send (docs/benchmarks.md).
+    compressMinBytes: COMPRESS_MIN_BYTES,
   });
   // Watch with plain application/json (curl): NDJSON lines, through the same Connect handler.
   const jsonStreams = plainJsonStreaming(handlers, { readMaxBytes: MAX_REQUEST_BYTES, log: options.log });

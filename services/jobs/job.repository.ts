@@ -80,7 +80,7 @@ export class JobRepository {
           .execute();
       }
       await this.enqueue(trx, message);
-      await recordJobEvents(trx, job.id, [{ type: "job.created" }]);
+      await recordJobEvents(trx, job.id, [{ type: "job.created" }], { organization_id: job.organizationId, webhook_url: job.webhookUrl });
       return true;
     });
   }

@@ -88,12 +88,14 @@ export class JobManager {
       if (existing) return this.replay(existing, digest);
     }
 
-    const inputOrigin = req.inputOriginId
-      ? await this.origins.requireForJob(organizationId, req.inputOriginId, "read", "input_origin_id")
-      : undefined;
-    const outputOrigin = req.outputOriginId
-      ? await this.origins.requireForJob(organizationId, req.outputOriginId, "write", "output_origin_id")
-      : { field: "output_origin_id", rule: "required", message: "value is required" };
+    // One lookup per distinct origin (most jobs read and write the same one).
+    const uses = [
+      ...(req.inputOriginId ? [{ id: req.inputOriginId, need: "read" as const, field: "input_origin_id" }] : []),
+      ...(req.outputOriginId ? [{ id: req.outputOriginId, need: "write" as const, field: "output_origin_id" }] : []),
+    ];
+    const found = await this.origins.requireAllForJob(organizationId, uses);
+    const inputOrigin = req.inputOriginId ? found[0] : undefined;
+    const outputOrigin = req.outputOriginId ? found.at(-1)! : { field: "output_origin_id", rule: "required", message: "value is required" };
     for (const o of [inputOrigin, outputOrigin]) if (o && "field" in o && !violations.some((v) => v.field === o.field)) violations.push(o);
 
     if (req.outputs.length <= MAX_OUTPUTS) addViolations(violations, await this.resolvePresets(organizationId, req.outputs));

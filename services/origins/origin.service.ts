@@ -181,8 +181,31 @@ export class OriginManager {
    * is NOT_FOUND; a usable-looking origin without the permission is a field violation.
    */
   async requireForJob(organizationId: string, id: string, need: Permission, field: string): Promise<OriginRecord | FieldViolation> {
-    const origin = await this.repo.get(organizationId, id);
-    if (!origin) throw new NotFoundError(`origin ${id} not found`);
+    const [result] = await this.requireAllForJob(organizationId, [{ id, need, field }]);
+    return result!;
+  }
+
+  /**
+   * requireForJob for each use, in order, reading each distinct origin once: a job that reads
+   * and writes the same origin costs one lookup.
+   */
+  async requireAllForJob(organizationId: string, uses: Array<{ id: string; need: Permission; field: string }>): Promise<Array<OriginRecord | FieldViolation>> {
+    const read = new Map<string, OriginRecord>();
+    const results: Array<OriginRecord | FieldViolation> = [];
+    for (const { id, need, field } of uses) {
+      let origin = read.get(id);
+      if (!origin) {
+        origin = await this.repo.get(organizationId, id);
+        if (!origin) throw new NotFoundError(`origin ${id} not found`);
+        read.set(id, origin);
+      }
+      results.push(this.checkForJob(origin, need, field));
+    }
+    return results;
+  }
+
+  private checkForJob(origin: OriginRecord, need: Permission, field: string): OriginRecord | FieldViolation {
+    const id = origin.id;
     if (origin.status === "archived") return { field, rule: "origin.archived", message: `origin ${id} is archived` };
     const allowed = need === "read" ? origin.canRead : origin.canWrite;
     if (!allowed) return { field, rule: `origin.${need}_permission`, message: `origin ${id} has no ${need} permission` };

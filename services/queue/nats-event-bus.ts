@@ -19,9 +19,20 @@ export function createNatsEventBus(nc: NatsConnection, options: NatsEventBusOpti
   return new NatsEventBus(nc, options);
 }
 
+type Handler = (event: JobEvent) => void;
+
+/** One NATS subscription per job, shared by everything on this bus that watches the job. */
+interface JobSubscription {
+  subscription: Subscription;
+  /** One entry per subscribe() call (the same function subscribed twice is called twice). */
+  handlers: Set<{ handler: Handler }>;
+  /** Resolves once the server has the subscription. */
+  ready: Promise<void>;
+}
+
 export class NatsEventBus implements JobEventBus {
   private readonly prefix: string;
-  private readonly subscriptions = new Set<Subscription>();
+  private readonly jobs = new Map<string, JobSubscription>();
   private closed = false;
 
   /** The caller owns `nc`; close() only ends this bus's subscriptions. */
@@ -46,8 +57,38 @@ export class NatsEventBus implements JobEventBus {
     this.nc.publish(this.subject(event.jobId), JSON.stringify(event));
   }
 
-  async subscribe(jobId: string, handler: (event: JobEvent) => void): Promise<Unsubscribe> {
+  /**
+   * Many Watch streams on one job share one NATS subscription: the server sends each event to
+   * this process once, it is parsed once and handed to every handler of the job.
+   */
+  async subscribe(jobId: string, handler: Handler): Promise<Unsubscribe> {
     if (this.closed) throw new Error("event bus is closed");
+    const entry = this.jobs.get(jobId) ?? this.open(jobId);
+    const token = { handler };
+    entry.handlers.add(token);
+    const unsubscribe = () => {
+      if (!entry.handlers.delete(token) || entry.handlers.size > 0) return;
+      if (this.jobs.get(jobId) === entry) this.jobs.delete(jobId);
+      this.end(entry.subscription);
+    };
+    try {
+      // Resolve only once the server has the subscription: events published after this reach it.
+      await entry.ready;
+    } catch (err) {
+      unsubscribe();
+      throw err;
+    }
+    return unsubscribe;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const entry of this.jobs.values()) this.end(entry.subscription);
+    this.jobs.clear();
+  }
+
+  private open(jobId: string): JobSubscription {
+    const handlers = new Set<{ handler: Handler }>();
     const subscription = this.nc.subscribe(this.subject(jobId), {
       callback: (error, msg) => {
         if (error) return;
@@ -57,27 +98,27 @@ export class NatsEventBus implements JobEventBus {
         } catch {
           return; // not ours
         }
-        try {
-          handler(event);
-        } catch (handlerError) {
-          console.warn(`[event-bus] handler for job ${jobId} threw`, handlerError);
+        for (const { handler } of [...handlers]) {
+          try {
+            handler(event);
+          } catch (handlerError) {
+            console.warn(`[event-bus] handler for job ${jobId} threw`, handlerError);
+          }
         }
       },
     });
-    this.subscriptions.add(subscription);
-    // Resolve only once the server has the subscription: events published after this reach it.
-    await this.nc.flush();
-    return () => this.end(subscription);
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const subscription of [...this.subscriptions]) this.end(subscription);
+    const entry: JobSubscription = { subscription, handlers, ready: this.nc.flush() };
+    this.jobs.set(jobId, entry);
+    // A failed flush (connection closing) fails every subscribe waiting on it; the next one starts afresh.
+    entry.ready.catch(() => {
+      if (this.jobs.get(jobId) === entry) this.jobs.delete(jobId);
+      this.end(entry.subscription);
+    });
+    return entry;
   }
 
   private end(subscription: Subscription): void {
-    if (!this.subscriptions.delete(subscription)) return;
-    if (this.nc.isClosed()) return;
+    if (subscription.isClosed() || this.nc.isClosed()) return;
     try {
       subscription.unsubscribe();
     } catch {

@@ -66,10 +66,16 @@ export function eventBody(type: string, timestamp: Date, data: unknown, extra: R
  * enabled endpoint of the organization whose filter takes the type, and the job's own
  * webhook_url. The dispatcher sends them after the commit; a rollback takes them with it.
  */
-export async function recordJobEvents(trx: Transaction<Database>, jobId: string, events: readonly JobEvent[]): Promise<void> {
+export async function recordJobEvents(
+  trx: Transaction<Database>,
+  jobId: string,
+  events: readonly JobEvent[],
+  /** The job's organization and webhook_url when the caller has just written them (Create): saves reading them. */
+  known?: { organization_id: string; webhook_url: string },
+): Promise<void> {
   if (events.length === 0) return;
   // Most jobs have nobody listening: find that out before reading the whole job.
-  const head = await trx.selectFrom("jobs").select(["organization_id", "webhook_url"]).where("id", "=", jobId).executeTakeFirst();
+  const head = known ?? (await trx.selectFrom("jobs").select(["organization_id", "webhook_url"]).where("id", "=", jobId).executeTakeFirst());
   if (!head) throw new Error(`job ${jobId} vanished inside its own transaction`);
   const endpoints = await trx
     .selectFrom("webhook_endpoints")

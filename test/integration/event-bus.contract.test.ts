@@ -163,6 +163,33 @@ describe.each(factories)("JobEventBus contract: %s", (name, makeBuses) => {
     expect(seen.events).toEqual([event(id, 0.1)]);
   });
 
+  it("one watcher of a job unsubscribing leaves the others subscribed, and a new watcher after the last left gets events again", async () => {
+    const bus = await (await setUp()).open();
+    const id = jobId();
+    const staying = collector();
+    const leaving = collector();
+    const stayingOff = await bus.subscribe(id, staying.handler);
+    const leave = await bus.subscribe(id, leaving.handler);
+    leave();
+    await bus.publish(event(id, 1));
+    expect(await staying.waitFor(1)).toEqual([event(id, 1)]);
+
+    const stay = await bus.subscribe(id, leaving.handler); // the same function again: its own subscription
+    await bus.publish(event(id, 2));
+    expect(await staying.waitFor(2)).toEqual([event(id, 1), event(id, 2)]);
+    expect(await leaving.waitFor(1)).toEqual([event(id, 2)]);
+    stay();
+    stayingOff();
+
+    // Nobody watches the job now; a new watcher gets its events, the ones that left do not.
+    const after = collector();
+    await bus.subscribe(id, after.handler);
+    await bus.publish(event(id, 3));
+    expect(await after.waitFor(1)).toEqual([event(id, 3)]);
+    expect(staying.events).toHaveLength(2);
+    expect(leaving.events).toHaveLength(1);
+  });
+
   it("close() ends every subscription", async () => {
     const buses = await setUp();
     const bus = await buses.open();

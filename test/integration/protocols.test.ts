@@ -5,7 +5,7 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { request as httpRequest } from "node:http";
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
@@ -16,7 +16,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { JobStatus, OutputType, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobService, WatchEvent } from "../../gen/rendition/v1/job_pb.js";
-import { authHeaders, startTestApi, type TestApi } from "../support/api-harness.js";
+import { authHeaders, localJobRequest, startTestApi, type TestApi } from "../support/api-harness.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { connectError } from "../support/rpc.js";
 
@@ -519,5 +519,38 @@ describe("oversized requests", () => {
     const inflated = await post(bomb, { "content-encoding": "gzip" });
     expect(inflated.status).toBe(429);
     expect(inflated.json).toMatchObject({ code: "resource_exhausted", message: expect.stringContaining("after decompression") });
+  });
+});
+
+describe("response compression", () => {
+  /** POSTs JSON with `Accept-Encoding: gzip` and returns the answer's encoding and its body, inflated. */
+  function post(path: string, body: unknown): Promise<{ status: number; encoding: string | undefined; json: any }> {
+    return new Promise((resolve, reject) => {
+      const headers = { "content-type": "application/json", "accept-encoding": "gzip", ...bootstrapHeaders() };
+      const req = httpRequest(`${api.baseUrl}${path}`, { method: "POST", headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const raw = Buffer.concat(chunks);
+          const encoding = res.headers["content-encoding"];
+          resolve({ status: res.statusCode ?? 0, encoding, json: JSON.parse((encoding === "gzip" ? gunzipSync(raw) : raw).toString("utf8")) });
+        });
+      });
+      req.on("error", reject);
+      req.end(JSON.stringify(body));
+    });
+  }
+
+  it("sends a small answer (one job) uncompressed and a large one (a list of jobs over 16 KiB) gzipped, to a client that accepts gzip", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 15; i++) ids.push((await api.jobs.create(localJobRequest(api))).job!.id);
+    const one = await post("/rendition.v1.JobService/Get", { id: ids[0] });
+    expect(one.status).toBe(200);
+    expect(one.encoding).toBeUndefined();
+    expect(one.json.job.id).toBe(ids[0]);
+    const many = await post("/rendition.v1.JobService/List", { pagination: { limit: 100 } });
+    expect(many.status).toBe(200);
+    expect(many.encoding).toBe("gzip");
+    expect(many.json.jobs.map((j: { id: string }) => j.id)).toEqual(expect.arrayContaining(ids));
   });
 });
