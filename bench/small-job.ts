@@ -257,8 +257,10 @@ async function main(): Promise<void> {
         console.log(`| ${name} | ${median(values).toFixed(1)} ms | ${values.map((v) => v.toFixed(0)).join(" ")} |`);
       });
       const ff = rs.map((x) => x.phases[11]![1] + x.phases[12]![1]);
+      const outside = rs.map((x, i) => x.wallMs - ff[i]!);
       console.log(`| **(a), median** (phases of one round add up to its (a)) | ${ms(wall)} | ${rs.map((x) => x.wallMs.toFixed(0)).join(" ")} |`);
-      console.log(`ffmpeg inside the worker (spawn + run) ${ms(median(ff))} vs by hand ${ms(mb)}: outside ffmpeg ${ms(wall - median(ff))}`);
+      // Less sensitive to the load than (a) - (b): the same command's wall time varies from run to run.
+      console.log(`ffmpeg inside the worker (spawn + run) ${ms(median(ff))} vs by hand ${ms(mb)}; outside ffmpeg (per round: (a) minus its own ffmpeg): ${ms(median(outside))} (${outside.map((v) => v.toFixed(0)).join(" ")})`);
     }
   } finally {
     for (const inst of instances) await inst.r.stop().catch((err) => console.error("stop failed", err));
