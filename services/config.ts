@@ -63,6 +63,8 @@ export interface WorkerConfig {
   encodeTimeoutMinMs: number;
   /** An unfinished job with no lease and no change for this long is queued again. */
   stuckAfterMs: number;
+  /** Chunked encoding across workers (docs/architecture.md, Chunked encoding). */
+  chunking: { minInputSeconds: number; chunkSeconds: number; maxConcurrent: number };
   /**
    * Credentials for direct s3:// and gs:// inputs, with the buckets they may be used on: every
    * organization can name these URLs, so the keys must not reach buckets of the operator's.
@@ -157,6 +159,11 @@ function loadWorkerConfig(env: Env): WorkerConfig {
     maxInputHeight: integer(env, "RENDITION_MAX_INPUT_HEIGHT", 8192, 16, 65536),
     encodeTimeoutMinMs: integer(env, "RENDITION_ENCODE_TIMEOUT_MIN_S", 600, 1, 7 * 24 * 3600) * 1000,
     stuckAfterMs: integer(env, "RENDITION_STUCK_AFTER_S", 300, 1, 7 * 24 * 3600) * 1000,
+    chunking: {
+      minInputSeconds: integer(env, "RENDITION_CHUNK_MIN_INPUT_S", 120, 1, 7 * 24 * 3600),
+      chunkSeconds: integer(env, "RENDITION_CHUNK_SECONDS", 60, 1, 3600),
+      maxConcurrent: integer(env, "RENDITION_CHUNK_MAX_CONCURRENT", 4, 1, 1000),
+    },
     inputS3: s3Keys && {
       endpoint: env.RENDITION_INPUT_S3_ENDPOINT || undefined,
       region: env.RENDITION_INPUT_S3_REGION || "us-east-1",

@@ -10,6 +10,7 @@ import { closeNats, connectNats, redactNatsUrl } from "./queue/nats-connection.j
 import { createNatsEventBus } from "./queue/nats-event-bus.js";
 import { createNatsWorkQueue } from "./queue/nats-work-queue.js";
 import { OutboxRelay } from "./queue/outbox-relay.js";
+import { JobTaskRepository } from "./jobs/job-task.repository.js";
 import type { WorkQueue } from "./queue/work-queue.js";
 import { WebhookDispatcher } from "./webhooks/dispatcher.js";
 import { locateMediaTools } from "../workers/ffmpeg/binaries.js";
@@ -84,7 +85,10 @@ export async function startRelay(app: App, messaging: Messaging, config: Config,
   app.jobs.onOutboxWritten = () => relay.kick();
   if (messaging.kind === "in-process") {
     // PGlite is locked to this process, so the last run's leases belong to nobody now.
-    if (app.database.kind === "pglite") await app.runs.releaseAll();
+    if (app.database.kind === "pglite") {
+      await app.runs.releaseAll();
+      await new JobTaskRepository(app.database.db).releaseAll();
+    }
     const requeued = await relay.requeueUnfinished();
     if (requeued > 0) log(`queued ${requeued} unfinished job(s) from the previous run again`);
   }
@@ -127,14 +131,17 @@ export async function startWorker(app: App, messaging: Messaging, config: Config
       tools,
       guard: app.guard,
       log,
+      tasks: new JobTaskRepository(app.database.db),
+      kickOutbox: () => app.jobs.onOutboxWritten?.(),
       settings: {
         limits: { maxInputBytes: w.maxInputBytes, maxDurationMs: w.maxInputDurationMs, maxWidth: w.maxInputWidth, maxHeight: w.maxInputHeight },
         encodeTimeoutMinMs: w.encodeTimeoutMinMs,
         inputCredentials: { s3: w.inputS3, gcs: w.inputGcs },
         progressPersistMs: 1000,
+        chunking: w.chunking,
       },
     },
-    { concurrency: w.concurrency, leaseMs: w.leaseMs, maxAttempts: w.maxAttempts, maxDeliver: maxDeliver(config), tmpDir: w.tmpDir },
+    { concurrency: w.concurrency, leaseMs: w.leaseMs, maxAttempts: w.maxAttempts, maxDeliver: maxDeliver(config), tmpDir: w.tmpDir, maxConcurrentChunks: w.chunking.maxConcurrent },
   );
   await worker.start();
   log(`encoder ${worker.workerId}: ${w.concurrency} slot(s), lease ${w.leaseMs} ms, up to ${w.maxAttempts} attempts per job`);

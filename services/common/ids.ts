@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 /** Crockford base32, lowercase: sorts the same as the numbers it encodes. */
 const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
 
-export type IdPrefix = "org" | "ak" | "ori" | "pst" | "job" | "out" | "thm" | "evt" | "whe" | "whd" | "msg" | "upl";
+export type IdPrefix = "org" | "ak" | "ori" | "pst" | "job" | "out" | "thm" | "evt" | "whe" | "whd" | "msg" | "upl" | "tsk";
 
 let lastTime = -1;
 let lastRandom = 0n;

@@ -5,6 +5,7 @@ import * as m0003 from "./migrations/0003_output_artifacts.js";
 import * as m0004 from "./migrations/0004_webhooks.js";
 import * as m0005 from "./migrations/0005_uploads.js";
 import * as m0006 from "./migrations/0006_api_keys.js";
+import * as m0007 from "./migrations/0007_job_tasks.js";
 
 /** Migrations are listed here (not read from disk) so they work the same from source and tests. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
@@ -14,6 +15,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   "0004_webhooks": m0004,
   "0005_uploads": m0005,
   "0006_api_keys": m0006,
+  "0007_job_tasks": m0007,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

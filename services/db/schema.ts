@@ -156,6 +156,27 @@ export interface OutboxTable {
   sent_at: NullableTimestamp;
 }
 
+/** A piece of a chunked job's work (migration 0007): a chunk to encode, or the final assembly. */
+export interface JobTasksTable {
+  id: string;
+  job_id: string;
+  kind: "chunk" | "assemble";
+  position: number;
+  status: Generated<"pending" | "running" | "completed" | "failed" | "canceled">;
+  /** The task's lease token: bumped by every claim and by Cancel. */
+  attempt: Generated<number>;
+  claims: Generated<number>;
+  lease_owner: Generated<string>;
+  lease_expires_at: NullableTimestamp;
+  last_error: Generated<string>;
+  spec: Json<Record<string, unknown>>;
+  result: NullableJson<Record<string, unknown>>;
+  progress: Generated<number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  completed_at: NullableTimestamp;
+}
+
 export interface WebhookEndpointsTable {
   id: string;
   organization_id: string;
@@ -260,6 +281,7 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_attempts: WebhookAttemptsTable;
   uploads: UploadsTable;
+  job_tasks: JobTasksTable;
 }
 
 export type JobRow = Selectable<JobsTable>;

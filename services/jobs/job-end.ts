@@ -89,6 +89,18 @@ export async function endJob(trx: Trx, jobId: string, end: JobEnd): Promise<JobS
       break;
     }
   }
+  // A chunked job's tasks end with it: the assemble task of a finished job is done; anything else
+  // unfinished is canceled or failed, and its token moves on, so a worker still encoding a chunk
+  // loses its task lease at its next write or renewal.
+  if (end.kind === "finish") {
+    await trx.updateTable("job_tasks").set({ status: "completed", lease_owner: "", lease_expires_at: null, updated_at: now, completed_at: now }).where("job_id", "=", jobId).where("kind", "=", "assemble").where("status", "in", ["pending", "running"]).execute();
+  }
+  await trx
+    .updateTable("job_tasks")
+    .set((eb) => ({ status: end.kind === "cancel" ? "canceled" : "failed", attempt: eb("attempt", "+", 1), lease_owner: "", lease_expires_at: null, updated_at: now }))
+    .where("job_id", "=", jobId)
+    .where("status", "in", ["pending", "running"])
+    .execute();
   await trx
     .updateTable("jobs")
     .set((eb) => ({

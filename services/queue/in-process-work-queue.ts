@@ -2,6 +2,7 @@ import type { PriorityName } from "../pricing/pricing.js";
 import {
   DEFAULT_WORK_QUEUE_OPTIONS,
   PRIORITY_ORDER,
+  WORK_STAGES,
   type Delivery,
   type WorkMessage,
   type WorkQueue,
@@ -53,7 +54,7 @@ export class InProcessWorkQueue implements WorkQueue {
   async publish(message: WorkMessage): Promise<void> {
     if (this.closed) throw new Error("work queue is closed");
     if (typeof message.id !== "string" || message.id.length === 0) throw new Error("work message needs an id");
-    if (message.stage !== "probe" && message.stage !== "encode") throw new Error(`unknown work stage ${JSON.stringify(message.stage)}`);
+    if (!WORK_STAGES.includes(message.stage)) throw new Error(`unknown work stage ${JSON.stringify(message.stage)}`);
     if (!this.ready.has(message.priority)) throw new Error(`unknown priority ${JSON.stringify(message.priority)}`);
     const now = Date.now();
     for (const [id, until] of this.seenIds) {

@@ -20,6 +20,7 @@ import type { PriorityName } from "../pricing/pricing.js";
 import {
   DEFAULT_WORK_QUEUE_OPTIONS,
   PRIORITY_ORDER,
+  WORK_STAGES,
   type Delivery,
   type WorkMessage,
   type WorkQueue,
@@ -77,7 +78,7 @@ export interface NatsWorkQueueNames {
 }
 
 const SUBJECT_PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
-const STAGES: readonly WorkStage[] = ["probe", "encode"];
+const STAGES: readonly WorkStage[] = WORK_STAGES;
 const MAX_ACK_PENDING = 10_000;
 const NO_MESSAGES = new Set(["404", "408"]);
 
@@ -417,7 +418,8 @@ function parseWorkMessage(msg: JsMsg): WorkMessage | undefined {
       typeof value.jobId === "string" &&
       typeof value.organizationId === "string" &&
       STAGES.includes(value.stage as WorkStage) &&
-      PRIORITY_ORDER.includes(value.priority as PriorityName)
+      PRIORITY_ORDER.includes(value.priority as PriorityName) &&
+      (value.taskId === undefined || typeof value.taskId === "string")
     ) {
       return value as WorkMessage;
     }

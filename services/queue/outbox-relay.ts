@@ -2,6 +2,7 @@ import { sql, type Kysely } from "kysely";
 import { newId } from "../common/ids.js";
 import { KickedLoop } from "../common/kicked-loop.js";
 import type { Database } from "../db/schema.js";
+import { JobTaskRepository } from "../jobs/job-task.repository.js";
 import type { PriorityName } from "../pricing/pricing.js";
 import type { WorkQueue, WorkStage } from "./work-queue.js";
 
@@ -24,6 +25,11 @@ function stageOf(topic: string, payload: Record<string, unknown>): WorkStage | u
       return "encode";
     case "job.retry":
       return payload.stage === "encode" ? "encode" : "probe";
+    // Chunked encoding (job_tasks): the row names its task.
+    case "task.chunk":
+      return typeof payload.task_id === "string" ? "chunk" : undefined;
+    case "task.assemble":
+      return typeof payload.task_id === "string" ? "assemble" : undefined;
     default:
       return undefined;
   }
@@ -39,12 +45,14 @@ function stageOf(topic: string, payload: Record<string, unknown>): WorkStage | u
 export class OutboxRelay {
   private readonly loop: KickedLoop;
   private reconcileTimer: NodeJS.Timeout | undefined;
+  private readonly tasks: JobTaskRepository;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly queue: WorkQueue,
     private readonly options: OutboxRelayOptions,
   ) {
+    this.tasks = new JobTaskRepository(db);
     this.loop = new KickedLoop(() => this.drain(), options.pollMs, (err) => options.log("outbox relay: publish failed; will retry", err));
   }
 
@@ -95,6 +103,7 @@ export class OutboxRelay {
             organizationId: row.organization_id,
             stage,
             priority: row.priority as PriorityName,
+            ...(typeof row.payload.task_id === "string" ? { taskId: row.payload.task_id } : {}),
           });
           return true;
         }),
@@ -114,7 +123,9 @@ export class OutboxRelay {
   async requeueUnfinished(): Promise<number> {
     const unfinished = await this.db.selectFrom("jobs").select(["id", "status"]).where("status", "in", ["pending", "probing", "processing"]).execute();
     await this.queueRetries(unfinished);
-    return unfinished.length;
+    // A chunked job's tasks too (a job message for it is acked: its tasks carry it).
+    const tasks = await this.tasks.requeueStuck(0);
+    return unfinished.length + tasks.length;
   }
 
   /** Queues a `job.retry` for each stuck job (and drops long-sent rows); returns how many were queued. */
@@ -138,12 +149,16 @@ export class OutboxRelay {
           ),
         ),
       )
+      // A chunked job is carried by its tasks (below), not by job messages.
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom("job_tasks").select("job_tasks.id").whereRef("job_tasks.job_id", "=", "jobs.id"))))
       .limit(500)
       .execute();
-    if (stuck.length === 0) return 0;
+    const tasks = await this.tasks.requeueStuck(this.options.stuckAfterMs);
+    if (tasks.length > 0) this.options.log(`reconciler: queued ${tasks.length} stuck task(s) again: ${tasks.join(", ")}`);
+    if (stuck.length === 0) return tasks.length;
     await this.queueRetries(stuck);
     this.options.log(`reconciler: queued ${stuck.length} stuck job(s) again: ${stuck.map((j) => j.id).join(", ")}`);
-    return stuck.length;
+    return stuck.length + tasks.length;
   }
 
   private async queueRetries(jobs: Array<{ id: string; status: string }>): Promise<void> {

@@ -5,7 +5,9 @@ import type { PriorityName } from "../pricing/pricing.js";
  * worker re-reads the job and carries it on from wherever it is (see workers/encoder), so a
  * duplicate or late message is harmless.
  */
-export type WorkStage = "probe" | "encode";
+export type WorkStage = "probe" | "encode" | "chunk" | "assemble";
+
+export const WORK_STAGES: readonly WorkStage[] = ["probe", "encode", "chunk", "assemble"];
 
 export interface WorkMessage {
   /** Unique per message; the JetStream `Nats-Msg-Id`, so a re-publish of the same id is dropped. */
@@ -14,6 +16,8 @@ export interface WorkMessage {
   organizationId: string;
   stage: WorkStage;
   priority: PriorityName;
+  /** The job_tasks row a `chunk` or `assemble` message names (chunked encoding). */
+  taskId?: string;
 }
 
 /** Highest first: a worker takes premium work before standard before economy. */

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, mkdir, readdir, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, realpath, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -108,6 +108,13 @@ export class LocalDriver implements StorageDriver {
       throw err;
     }
     return { bytes, url: pathToFileURL(dest).href };
+  }
+
+  async remove(objectPath: string): Promise<void> {
+    const file = this.resolve(objectPath);
+    await rm(file, { force: true });
+    // The staging directory a worker made for its chunks goes with its last file.
+    await rmdir(path.dirname(file)).catch(() => {});
   }
 
   urlFor(objectPath: string): string {

@@ -163,6 +163,10 @@ export class S3Driver implements StorageDriver {
     return { bytes: size, url: this.urlFor(key) };
   }
 
+  async remove(objectPath: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: joinObjectPath(objectPath) }));
+  }
+
   /** A missing object or bucket, or a refused request, as the typed errors callers act on; undefined for anything else. */
   private refusal(err: unknown, messages: { missing: string; refused: string }): Error | undefined {
     const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;

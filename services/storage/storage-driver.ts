@@ -54,6 +54,8 @@ export interface StorageDriver {
   download(path: string, destFile: string, opts?: { maxBytes?: number; signal?: AbortSignal }): Promise<{ bytes: number }>;
   /** Upload a local file (multipart via @aws-sdk/lib-storage for s3). */
   upload(srcFile: string, path: string, opts?: { contentType?: string; signal?: AbortSignal }): Promise<{ bytes: number; url: string }>;
+  /** Deletes an object (a worker's own staging files); a missing one is not an error. Absent on read-only drivers. */
+  remove?(path: string): Promise<void>;
   /** Canonical URL of an object for output_url: s3://bucket/key, file:///abs/path, https://... */
   urlFor(path: string): string;
   /** Releases pooled connections, for drivers that hold them. */

@@ -12,6 +12,9 @@ import { signedHeaders } from "./signing.js";
 export const RETRY_SCHEDULE_MS: readonly number[] = [5, 30, 120, 600, 1800, 3600, 7200, 14_400, 21_600, 28_800, 36_000, 43_200, 50_400, 50_400].map((s) => s * 1000);
 
 const SNIPPET_BYTES = 1024;
+/** Settled events (and their delivery history) are kept this long. */
+export const HISTORY_DAYS = 30;
+const PRUNE_EVERY_MS = 3600_000;
 
 export interface DispatcherOptions {
   /** How often due deliveries are looked for when nobody kicks the dispatcher. */
@@ -52,6 +55,7 @@ export function outcomeOf(status: number, attempt: number, schedule: readonly nu
 export class WebhookDispatcher {
   private readonly loop: KickedLoop;
   private readonly fetch: FetchLike;
+  private prunedAt = 0;
 
   constructor(
     private readonly repo: WebhookRepository,
@@ -79,6 +83,10 @@ export class WebhookDispatcher {
 
   /** Sends until nothing is due; returns how many attempts were made. */
   async drain(): Promise<number> {
+    if (Date.now() - this.prunedAt > PRUNE_EVERY_MS) {
+      this.prunedAt = Date.now();
+      await this.repo.deleteSettledOlderThan(HISTORY_DAYS);
+    }
     let attempts = 0;
     for (;;) {
       if (this.loop.isStopped && attempts > 0) return attempts;

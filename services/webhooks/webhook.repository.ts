@@ -343,6 +343,21 @@ export class WebhookRepository {
       .executeTakeFirst();
   }
 
+  /**
+   * Forgets events older than `days` whose deliveries are all settled (delivered or failed),
+   * with their deliveries and attempts; returns how many events went.
+   */
+  async deleteSettledOlderThan(days: number): Promise<number> {
+    const result = await this.db
+      .deleteFrom("webhook_events")
+      .where("created_at", "<", sql<Date>`now() - ${days} * interval '1 day'`)
+      .where(({ not, exists, selectFrom }) =>
+        not(exists(selectFrom("webhook_deliveries").select("webhook_deliveries.id").whereRef("webhook_deliveries.event_id", "=", "webhook_events.id").where("webhook_deliveries.status", "=", "pending"))),
+      )
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   async attemptsOf(deliveryIds: readonly string[]): Promise<AttemptRow[]> {
     if (deliveryIds.length === 0) return [];
     return this.db.selectFrom("webhook_attempts").selectAll().where("delivery_id", "in", [...deliveryIds]).orderBy("id").execute();

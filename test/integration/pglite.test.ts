@@ -33,7 +33,7 @@ import { createStorageDriver } from "../../services/storage/storage-driver.js";
 import { localJobRequest, startTestApi, type JobRequestInit, type TestApi } from "../support/api-harness.js";
 import { connectError } from "../support/rpc.js";
 
-const TABLES = ["api_keys", "job_outputs", "job_thumbnails", "jobs", "organization_webhook_secrets", "organizations", "origins", "outbox", "presets", "uploads", "webhook_attempts", "webhook_deliveries", "webhook_endpoints", "webhook_events"];
+const TABLES = ["api_keys", "job_outputs", "job_tasks", "job_thumbnails", "jobs", "organization_webhook_secrets", "organizations", "origins", "outbox", "presets", "uploads", "webhook_attempts", "webhook_deliveries", "webhook_endpoints", "webhook_events"];
 
 async function publicTables(handle: DatabaseHandle): Promise<string[]> {
   const { rows } = await sql<{ table_name: string }>`

@@ -229,3 +229,21 @@ describe("webhooks", () => {
     await expect(webhooks.get({ id: "whe_unknown" })).rejects.toMatchObject({ code: Code.NotFound });
   });
 });
+
+describe("webhook history", () => {
+  it("forgets settled events after the retention period, never pending ones", async () => {
+    receiver = await startWebhookReceiver();
+    receiver.respond = () => 503;
+    const { endpoint } = await webhooks.create({ url: receiver.url });
+    const { delivery: pending } = await webhooks.sendTest({ id: endpoint!.id });
+    await webhooks.update({ id: endpoint!.id, enabled: false }); // fails it: settled
+    await webhooks.update({ id: endpoint!.id, enabled: true });
+    const { delivery: stillPending } = await webhooks.sendTest({ id: endpoint!.id });
+    const db = api.app.database.db;
+    await db.updateTable("webhook_events").set({ created_at: new Date(Date.now() - 31 * 86400_000) }).where("id", "in", [pending!.eventId, stillPending!.eventId]).execute();
+    expect(await api.app.webhookRepository.deleteSettledOlderThan(30)).toBe(1);
+    const left = await db.selectFrom("webhook_events").select("id").where("id", "in", [pending!.eventId, stillPending!.eventId]).execute();
+    expect(left.map((e) => e.id)).toEqual([stillPending!.eventId]);
+    expect((await webhooks.listDeliveries({ endpointId: endpoint!.id })).deliveries.map((d) => d.id)).toEqual([stillPending!.id]);
+  });
+});

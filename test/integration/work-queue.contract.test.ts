@@ -134,6 +134,21 @@ describe.each(backends)("WorkQueue contract: %s", (name, makeBackend) => {
     expect(await takeWithin(queue, 500)).toBeUndefined();
   });
 
+  it("carries chunk and assemble messages naming their task, in priority order like the rest", async () => {
+    const { queue } = await setUp();
+    const chunk = message({ stage: "chunk", priority: "economy", taskId: "tsk_01m80000000000000000000001" });
+    const assemble = message({ stage: "assemble", priority: "premium", taskId: "tsk_01m80000000000000000000002" });
+    await queue.publish(chunk);
+    await queue.publish(assemble);
+    const first = await takeOne(queue);
+    expect(first.message).toEqual(assemble);
+    await first.ack();
+    const second = await takeOne(queue);
+    expect(second.message).toEqual(chunk);
+    await second.ack();
+    await expect(queue.publish(message({ stage: "transcode" as never }))).rejects.toThrow(/unknown work stage/);
+  });
+
   it("drops a re-published id, also after the first one was acked", async () => {
     const { queue } = await setUp();
     const sent = message();

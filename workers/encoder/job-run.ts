@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { create, toJson } from "@bufbuild/protobuf";
 import { InputMetadataSchema, type InputMetadata } from "../../gen/rendition/v1/job_pb.js";
 import type { JobRepository } from "../../services/jobs/job.repository.js";
@@ -20,6 +20,11 @@ import { classifyInputError, describeError, PermanentFailure, toOutputFailure } 
 import { OutputDelivery, type Delivered, type RenderedSprite } from "./delivery.js";
 import { planOutputs, type OutputPlan, type PlannedOutput } from "./output-plan.js";
 import { prepareSubtitles } from "./subtitle-prep.js";
+import type { ChunkSpec, JobTaskRepository } from "../../services/jobs/job-task.repository.js";
+import { formatOf } from "../../services/jobs/output-formats.js";
+import { chunkPlan, whyNotChunked, type ChunkingSettings } from "../chunking/chunk-eligibility.js";
+import { videoFrameTimes } from "../chunking/frame-times.js";
+import { chunkCacheDir } from "./chunk-input.js";
 import { inputSource, type DirectInputCredentials } from "./input.js";
 
 export interface JobRunSettings {
@@ -29,6 +34,8 @@ export interface JobRunSettings {
   inputCredentials: DirectInputCredentials;
   /** How often progress is written to the job row (events go out more often). */
   progressPersistMs: number;
+  /** Chunked encoding across workers (with `JobRunDeps.tasks`); unset: every job in one pass. */
+  chunking?: ChunkingSettings;
 }
 
 export interface JobRunDeps {
@@ -40,6 +47,10 @@ export interface JobRunDeps {
   guard: NetworkGuard;
   settings: JobRunSettings;
   log: (msg: string, err?: unknown) => void;
+  /** The chunked jobs' task rows (chunked encoding is on when this and `settings.chunking` are set). */
+  tasks?: JobTaskRepository;
+  /** Relay outbox rows now, where this process runs the relay (else it polls). */
+  kickOutbox?: () => void;
 }
 
 /** The lease was lost mid-run (Cancel, or another worker took over): stop without writing. */
@@ -157,14 +168,48 @@ export class JobRun {
       // One write: the estimate, the status, which outputs are now being encoded, which cannot be.
       await this.held(this.deps.runs.recordProbe(this.lease, probe, { pause: false, encoding: plan.runnable.map((r) => r.output.id) }));
       await this.statusChanged("processing");
+      if (await this.handOffToChunks(input, info, plan)) return;
       await this.encodeAndDeliver(input, info, plan);
     } else if (this.job.status === "processing") {
       const info = await this.timedProbe(input);
       const plan = await this.plan(info);
       await this.held(this.deps.runs.startEncoding(this.lease, plan.runnable.map((r) => r.output.id), this.job.startedAt ? undefined : new Date(), failureRows(plan.failures)));
       for (const output of this.job.outputs) if (plan.failures.has(output.id)) output.status = "failed";
+      if (await this.handOffToChunks(input, info, plan)) return;
       await this.encodeAndDeliver(input, info, plan);
     }
+  }
+
+  /**
+   * A long input with one progressive output is cut into chunks that any worker encodes
+   * (workers/encoder/chunk-run.ts): the chunk tasks and their outbox rows are written, and the
+   * job lease given up, in one transaction. False: this job is encoded here in one pass.
+   */
+  private async handOffToChunks(input: string, info: MediaInfo, plan: OutputPlan): Promise<boolean> {
+    const { tasks, settings, tools, log } = this.deps;
+    if (!tasks || !settings.chunking) return false;
+    const unfinished = this.job.outputs.filter((o) => o.status === "pending" || o.status === "processing").length;
+    const thumbnails = this.job.thumbnails.filter((t) => t.status === "pending" || t.status === "processing").length;
+    if (whyNotChunked(plan.runnable.map((r) => r.output), unfinished, thumbnails, info, settings.chunking)) return false;
+    let chunks;
+    try {
+      chunks = chunkPlan(await videoFrameTimes(tools.ffprobePath, input, { signal: this.signal }), settings.chunking);
+    } catch (err) {
+      this.signal.throwIfAborted();
+      log(`job ${this.job.id}: frame times unreadable (${describeError(err)}); encoding in one pass`);
+      return false;
+    }
+    if (!chunks) return false;
+    const { output } = plan.runnable[0]!;
+    const extension = formatOf(output.spec.type)?.extension ?? "mp4";
+    await this.held(tasks.startChunks(this.lease, chunks.map((c): ChunkSpec => ({ ...c, outputId: output.id, extension })), this.timings));
+    // This worker's chunks of the job need not fetch the input again.
+    const cache = chunkCacheDir(dirname(this.tmpDir), this.job.id);
+    await mkdir(cache, { recursive: true });
+    await rename(input, join(cache, "input")).catch(() => {});
+    this.deps.kickOutbox?.();
+    log(`job ${this.job.id}: encoding in ${chunks.length} chunks of about ${settings.chunking.chunkSeconds} s`);
+    return true;
   }
 
   private async timedProbe(input: string): Promise<MediaInfo> {

@@ -7,6 +7,10 @@ import { isTerminal } from "../../services/jobs/job.types.js";
 import type { Delivery, WorkQueue } from "../../services/queue/work-queue.js";
 import { describeError, PermanentFailure } from "./failure.js";
 import { JobRun, LeaseLostError, type JobRunDeps } from "./job-run.js";
+import type { ChunkSpec, TaskLease } from "../../services/jobs/job-task.repository.js";
+import type { WorkStage } from "../../services/queue/work-queue.js";
+import { ChunkInputCache, jobOfCacheDir } from "./chunk-input.js";
+import { AssembleRun, ChunkRun, type ChunkRunDeps } from "./chunk-run.js";
 
 export interface EncoderSettings {
   /** Jobs this process encodes at once; each slot pulls one message at a time. */
@@ -19,11 +23,19 @@ export interface EncoderSettings {
   maxDeliver: number;
   /** Parent of each job's private temp directory. */
   tmpDir: string;
+  /** Chunks of one job encoding at once over all workers (RENDITION_CHUNK_MAX_CONCURRENT). */
+  maxConcurrentChunks?: number;
 }
 
 export interface EncoderDeps extends JobRunDeps {
   queue: WorkQueue;
   runs: JobRunRepository;
+}
+
+/** A task lease or the job lease: what the heartbeat renews while work runs. */
+interface Renewable {
+  jobId: string;
+  renew(): Promise<boolean>;
 }
 
 const SWEEP_EVERY_MS = 5 * 60_000;
@@ -52,11 +64,26 @@ export class EncoderWorker {
   private readonly running = new Set<AbortController>();
   private slots: Promise<void>[] = [];
   private sweeper: NodeJS.Timeout | undefined;
+  private readonly cache: ChunkInputCache;
+  /** What each stage of message runs: the job (JobRun), a chunk (ChunkRun), an assembly (AssembleRun). */
+  private readonly handlers: Record<WorkStage, (delivery: Delivery) => Promise<void>> = {
+    probe: (d) => this.handleJob(d),
+    encode: (d) => this.handleJob(d),
+    chunk: (d) => this.handleChunk(d),
+    assemble: (d) => this.handleAssemble(d),
+  };
 
   constructor(
     private readonly deps: EncoderDeps,
     private readonly settings: EncoderSettings,
-  ) {}
+  ) {
+    this.cache = new ChunkInputCache(deps, settings.tmpDir);
+  }
+
+  private chunkDeps(): ChunkRunDeps {
+    if (!this.deps.tasks) throw new Error("chunk and assemble messages need the task repository");
+    return { ...this.deps, tasks: this.deps.tasks, cache: this.cache };
+  }
 
   /** Prepares the temp directory (removing what dead workers left there) and starts the slots. */
   async start(): Promise<void> {
@@ -71,6 +98,12 @@ export class EncoderWorker {
   /** A job's temp dir outlives a worker killed mid-job; remove those whose job nobody holds now. */
   private async sweepTmp(): Promise<void> {
     for (const name of await readdir(this.settings.tmpDir)) {
+      // A chunked job's cache stays while any worker may still run one of its tasks: until the job ends.
+      const cachedJob = jobOfCacheDir(name);
+      if (cachedJob) {
+        if (this.deps.tasks && (await this.deps.tasks.isJobFinished(cachedJob))) await this.cache.remove(cachedJob);
+        continue;
+      }
       const jobId = /^rendition-(job_[0-9a-z]+)-/.exec(name)?.[1];
       if (!jobId || !(await this.deps.runs.isAbandoned(jobId))) continue;
       await rm(join(this.settings.tmpDir, name), { recursive: true, force: true });
@@ -109,11 +142,26 @@ export class EncoderWorker {
   }
 
   async handle(delivery: Delivery): Promise<void> {
+    const handler = this.handlers[delivery.message.stage];
+    if (!handler) {
+      this.deps.log(`worker: a message of unknown stage ${JSON.stringify(delivery.message.stage)} was dropped`);
+      delivery.term();
+      return;
+    }
+    await handler(delivery);
+  }
+
+  private async handleJob(delivery: Delivery): Promise<void> {
     const { jobId, organizationId } = delivery.message;
     const { runs } = this.deps;
     const state = await runs.leaseState(organizationId, jobId);
     if (!state || isTerminal(state.status) || state.status === "awaiting_confirmation") {
       // Nothing to do: deleted, finished, or waiting for Confirm (which sends its own message).
+      await delivery.ack();
+      return;
+    }
+    // A chunked job is carried by its tasks, each with its own message.
+    if (state.status === "processing" && (await this.deps.tasks?.hasTasks(jobId))) {
       await delivery.ack();
       return;
     }
@@ -137,11 +185,134 @@ export class EncoderWorker {
       delivery.term();
       return;
     }
-    await this.runLeased(delivery, lease, claimedAt, state.claims);
+    await this.runLeased(delivery, lease, state.claims, (tmp, signal) => new JobRun(this.deps, lease, tmp, signal, state.claims + 1).run(claimedAt));
   }
 
-  private async runLeased(delivery: Delivery, lease: Lease, claimedAt: Date, previousClaims: number): Promise<void> {
-    const { runs, events, log } = this.deps;
+  /** The assembly of a chunked job: under the job's lease, like a JobRun. */
+  private async handleAssemble(delivery: Delivery): Promise<void> {
+    const { jobId, organizationId, taskId } = delivery.message;
+    const { runs } = this.deps;
+    const state = await runs.leaseState(organizationId, jobId);
+    if (!taskId || !state || state.status !== "processing") {
+      if (state && isTerminal(state.status)) await this.cache.remove(jobId).catch(() => {});
+      await delivery.ack();
+      return;
+    }
+    if (state.leaseRemainingMs > 0) {
+      if (state.leaseRemainingMs > this.settings.leaseMs / 2) await delivery.ack();
+      else delivery.nak(Math.ceil(state.leaseRemainingMs) + 500);
+      return;
+    }
+    const lease = await runs.claim(organizationId, jobId, this.workerId, this.settings.leaseMs, ["processing"]);
+    if (!lease) {
+      delivery.nak(1000);
+      return;
+    }
+    const deps = this.chunkDeps();
+    if ((await deps.tasks.startAssemble(lease, taskId)) === undefined) {
+      // Already assembled (a late duplicate) or the job moved on: give the job back untouched.
+      await runs.release(lease, state.lastError, { refundClaim: true });
+      await delivery.ack();
+      return;
+    }
+    if (state.claims >= this.settings.maxAttempts) {
+      await this.fail(lease, new PermanentFailure("RETRIES_EXHAUSTED", `gave up after ${plural(state.claims, "attempt")}; last error: ${state.lastError || "the worker running it stopped"}`));
+      delivery.term();
+      return;
+    }
+    await this.runLeased(delivery, lease, state.claims, (tmp, signal) => new AssembleRun(deps, lease, tmp, signal, state.claims + 1).run());
+  }
+
+  /** One chunk of a chunked job, under the task's own lease. */
+  private async handleChunk(delivery: Delivery): Promise<void> {
+    const { jobId, organizationId, taskId } = delivery.message;
+    const deps = this.chunkDeps();
+    if (!taskId) {
+      await delivery.ack();
+      return;
+    }
+    const claim = await deps.tasks.claim(organizationId, taskId, this.workerId, this.settings.leaseMs, this.settings.maxConcurrentChunks ?? 4);
+    switch (claim.kind) {
+      case "done":
+        if (await deps.tasks.isJobFinished(jobId)) await this.cache.remove(jobId).catch(() => {});
+        await delivery.ack();
+        return;
+      case "held":
+        if (claim.leaseRemainingMs > this.settings.leaseMs / 2) await delivery.ack();
+        else delivery.nak(Math.ceil(claim.leaseRemainingMs) + 500);
+        return;
+      case "busy":
+        // The job has its share of workers; look again shortly (other jobs' work goes first meanwhile).
+        delivery.nak(2000);
+        return;
+    }
+    const { lease, claims } = claim;
+    if (claims > 1) this.deps.log(`task ${taskId} of ${jobId}: taken over (claim ${claims})`);
+    if (claims > this.settings.maxAttempts) {
+      await this.failTask(lease, new PermanentFailure("RETRIES_EXHAUSTED", `gave up on a chunk after ${plural(claims - 1, "attempt")}; last error: ${claim.lastError || "the worker running it stopped"}`));
+      delivery.term();
+      return;
+    }
+    const renewable: Renewable = { jobId, renew: () => deps.tasks.renew(lease, this.settings.leaseMs) };
+    await this.runWithLease(delivery, renewable, false, (_tmp, signal) => new ChunkRun(deps, lease, claim.spec as unknown as ChunkSpec, signal).run(), async (err, signal) => {
+      await this.settleTask(delivery, lease, claims, err, signal);
+    });
+  }
+
+  private async settleTask(delivery: Delivery, lease: TaskLease, claims: number, err: unknown, signal: AbortSignal): Promise<void> {
+    const { log } = this.deps;
+    const tasks = this.chunkDeps().tasks;
+    if (err instanceof LeaseLostError || (signal.aborted && signal.reason instanceof LeaseLostError)) {
+      log(`task ${lease.taskId}: stopped (${describeError(signal.reason ?? err)})`);
+      await delivery.ack();
+      return;
+    }
+    if (this.stopping.signal.aborted) {
+      await tasks.release(lease, "the worker running it shut down", { refundClaim: true }).catch(() => {});
+      delivery.nak(0);
+      return;
+    }
+    if (err instanceof PermanentFailure) {
+      log(`task ${lease.taskId} of ${lease.jobId}: failed ${err.code}: ${err.message}`);
+      await this.failTask(lease, err);
+      delivery.term();
+      return;
+    }
+    const message = describeError(err);
+    if (delivery.deliveryCount >= this.settings.maxDeliver || claims >= this.settings.maxAttempts) {
+      await this.failTask(lease, new PermanentFailure("RETRIES_EXHAUSTED", `gave up on a chunk after ${plural(claims, "attempt")}; last error: ${message}`));
+      delivery.term();
+      return;
+    }
+    log(`task ${lease.taskId}: attempt ${claims} failed (${message}); retrying in ${backoffMs(delivery.deliveryCount) / 1000} s`);
+    await tasks.release(lease, message);
+    delivery.nak(backoffMs(delivery.deliveryCount));
+  }
+
+  private async failTask(lease: TaskLease, failure: PermanentFailure): Promise<void> {
+    const status = await this.chunkDeps().tasks.failJob(lease, failure.code, failure.message);
+    if (!status) return;
+    await this.deps.events.publish({ jobId: lease.jobId, organizationId: lease.organizationId, kind: "status", status, progress: 0 });
+  }
+
+  private async runLeased(delivery: Delivery, lease: Lease, previousClaims: number, body: (tmp: string, signal: AbortSignal) => Promise<void>): Promise<void> {
+    const renewable: Renewable = { jobId: lease.jobId, renew: () => this.deps.runs.renew(lease, this.settings.leaseMs) };
+    await this.runWithLease(delivery, renewable, true, body, (err, signal) => this.settle(delivery, lease, err, signal, previousClaims));
+  }
+
+  /**
+   * Runs `body` in a fresh temp directory while the lease is renewed (with `working()` on the
+   * message) every third of its length; a Cancel heard on the event bus, or a renewal refused,
+   * aborts it. `settle` decides what a failure means.
+   */
+  private async runWithLease(
+    delivery: Delivery,
+    lease: Renewable,
+    withTmp: boolean,
+    body: (tmp: string, signal: AbortSignal) => Promise<void>,
+    settle: (err: unknown, signal: AbortSignal) => Promise<void>,
+  ): Promise<void> {
+    const { events, log } = this.deps;
     const abort = new AbortController();
     // Shutdown reaches a job however early it is stopped.
     const signal = AbortSignal.any([abort.signal, this.stopping.signal]);
@@ -151,9 +322,14 @@ export class EncoderWorker {
     let tmp: string | undefined;
     let outcome: "done" | "settled" = "settled";
     try {
-      tmp = await mkdtemp(join(this.settings.tmpDir, `rendition-${lease.jobId}-`));
+      // A chunk works in its job's cache directory (ChunkInputCache) instead.
+      if (withTmp) tmp = await mkdtemp(join(this.settings.tmpDir, `rendition-${lease.jobId}-`));
       unsubscribe = await events.subscribe(lease.jobId, (event) => {
-        if (event.kind === "status" && event.status === "canceled") abort.abort(new LeaseLostError("canceled"));
+        if (event.kind !== "status") return;
+        if (event.status === "canceled") abort.abort(new LeaseLostError("canceled"));
+        // A chunk stops as soon as its job has ended elsewhere (another chunk failed it); the job
+        // lease holder writes those statuses itself.
+        else if (!withTmp && isTerminal(event.status)) abort.abort(new LeaseLostError(`the job ended ${event.status}`));
       });
       let lastRenewal = Date.now();
       heartbeat = setInterval(
@@ -161,18 +337,18 @@ export class EncoderWorker {
           // Cut off from the database for a whole lease: another worker may own the job by now.
           if (Date.now() - lastRenewal >= this.settings.leaseMs) abort.abort(new LeaseLostError("lease could not be renewed in time"));
           delivery.working();
-          runs.renew(lease, this.settings.leaseMs).then(
+          lease.renew().then(
             (held) => (held ? (lastRenewal = Date.now()) : abort.abort(new LeaseLostError("lease lost"))),
             (err) => log(`job ${lease.jobId}: lease renewal failed`, err),
           );
         },
         Math.min(5000, this.settings.leaseMs / 3),
       );
-      await new JobRun(this.deps, lease, tmp, signal, previousClaims + 1).run(claimedAt);
+      await body(tmp ?? this.settings.tmpDir, signal);
       outcome = "done";
     } catch (err) {
       clearInterval(heartbeat);
-      await this.settle(delivery, lease, err, signal, previousClaims);
+      await settle(err, signal);
     } finally {
       clearInterval(heartbeat);
       unsubscribe?.();

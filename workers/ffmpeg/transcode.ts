@@ -10,7 +10,7 @@ import { av1EncoderOptions, isAv1Encoder } from "./av1-encoders.js";
 import { AUDIO_ENCODERS, pickEncoder, VIDEO_ENCODERS, type AudioCodecName, type FfmpegCapabilities, type VideoCodecName } from "./capabilities.js";
 import { variantSize, type Size } from "./geometry.js";
 import { burnInFilter, SUBTITLE_INPUT_OPTIONS, subtitleStreamOptions, textFormatOfCodec } from "./subtitles.js";
-import { isStreamTarget, type EncodeTarget, type FfmpegCommand, type MediaInfo, type StreamTarget } from "./types.js";
+import { isStreamTarget, type EncodeTarget, type FfmpegCommand, type MediaInfo, type StreamTarget, type TranscodeTarget } from "./types.js";
 
 export { flattenCommand } from "./command.js";
 
@@ -259,6 +259,26 @@ export function buildTranscodeCommand(input: { file: string; info: MediaInfo }, 
     // -threads before -i limits the decoder.
     inputs: [{ options: [...threads, ...INPUT_SAFETY_OPTIONS], file: absoluteFile(input.file) }, ...subtitleInputs],
     outputs,
+  };
+}
+
+/**
+ * One progressive output's single-pass encode taken apart, for chunked encoding: the video
+ * options (scale chain + encoder, rate control, keyframes: what `buildTranscodeCommand` gives the
+ * same target), the options of its one audio track, and the muxer options of the joined file.
+ * Built from the same functions as the single pass, so a chunked encode has identical settings.
+ */
+export function progressiveParts(target: TranscodeTarget, info: MediaInfo, caps?: FfmpegCapabilities): { video: string[]; audio: string[]; muxer: string[] } {
+  checkTarget(target, info, caps);
+  const { spec } = target;
+  const format = formatOf(spec.type)!;
+  const tracks = fileTracks(spec);
+  if (tracks.length !== 1 || spec.video.length !== 1) throw new Error("progressiveParts takes an output with one video variant and one audio track");
+  const faststart = format.faststart === true && spec.faststart !== false;
+  return {
+    video: ["-vf", videoChain(spec.video[0]!, info), ...videoCodecOptions(spec.video[0]!, spec, info, caps)],
+    audio: audioOptions(tracks[0], 0, { defaultCodec: format.defaultAudio, mp4Family: isMp4Family(spec) }, caps),
+    muxer: [...opusInMp4(spec, tracks, format.defaultAudio), "-map_metadata", "-1", ...(faststart ? ["-movflags", "+faststart"] : []), "-f", format.muxer!],
   };
 }
 
