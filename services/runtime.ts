@@ -111,9 +111,12 @@ export function startWebhookDispatcher(app: App, config: Config, log: Log, relay
   return dispatcher;
 }
 
-/** Finds ffmpeg (logging which one) and starts the encoder slots. */
-export async function startWorker(app: App, messaging: Messaging, config: Config, log: Log): Promise<{ worker: EncoderWorker; tools: MediaTools }> {
-  const tools = createMediaTools(await locateMediaTools(process.env));
+/**
+ * Finds ffmpeg (logging which one) and starts the encoder slots. `tools` replaces the real
+ * ffmpeg adapter (the benchmarks' instrumented or no-op doubles).
+ */
+export async function startWorker(app: App, messaging: Messaging, config: Config, log: Log, tools?: MediaTools): Promise<{ worker: EncoderWorker; tools: MediaTools }> {
+  tools ??= createMediaTools(await locateMediaTools(process.env));
   log(`encoder: ${tools.description}; ffprobe ${tools.ffprobePath}`);
   // Asked once, here: a build without an encoder fails those outputs with CODEC_UNSUPPORTED.
   log(`encoder: ${describeCapabilities(await tools.capabilities())}`);

@@ -148,7 +148,11 @@ export class NatsWorkQueue implements WorkQueue {
     this.doorbell = nc.subscribe(names.doorbell, {
       callback: () => {
         this.rings += 1;
-        for (const wake of [...this.sleepers]) wake();
+        // One ring, one message: wake one idle slot (the longest asleep), not all of them, or
+        // every publish sends each idle slot of every worker sweeping the consumers. A slot
+        // that was sweeping meanwhile sweeps again anyway (it sees the ring count move).
+        const [first] = this.sleepers;
+        first?.();
       },
     });
     this.reaper = nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${names.stream}.*`, {

@@ -9,6 +9,7 @@ import { OutputType, Priority, VideoCodec } from "../../gen/rendition/v1/common_
 import { JobServiceCreateRequestSchema } from "../../gen/rendition/v1/job_pb.js";
 import { OutboxRelay } from "../../services/queue/outbox-relay.js";
 import { createInProcessWorkQueue } from "../../services/queue/in-process-work-queue.js";
+import type { WorkMessage, WorkQueue } from "../../services/queue/work-queue.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { startTestApi, type TestApi } from "../support/api-harness.js";
 
@@ -75,6 +76,33 @@ describe("job leases", () => {
 });
 
 describe("outbox relay and reconciler", () => {
+  it("leaves exactly the rows whose publish failed unsent, and sends them on the next drain", async () => {
+    const ids = [await newJob(), await newJob(), await newJob()];
+    const real = createInProcessWorkQueue({ ackWaitMs: 60_000 });
+    const failing: WorkQueue = {
+      publish: (m: WorkMessage) => (m.jobId === ids[1] ? Promise.reject(new Error("NATS is away")) : real.publish(m)),
+      take: (signal) => real.take(signal),
+      close: () => real.close(),
+    };
+    const unsent = async () => (await database.db.selectFrom("outbox").select("job_id").where("sent_at", "is", null).execute()).map((r) => r.job_id);
+    await expect(new OutboxRelay(database.db, failing, { pollMs: 60_000, reconcileEveryMs: 60_000, stuckAfterMs: 60_000, log: () => {} }).drain()).rejects.toThrow("NATS is away");
+    expect(await unsent()).toEqual([ids[1]]);
+    expect(await new OutboxRelay(database.db, real, { pollMs: 60_000, reconcileEveryMs: 60_000, stuckAfterMs: 60_000, log: () => {} }).drain()).toBe(1);
+    expect(await unsent()).toEqual([]);
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 300);
+    const taken: string[] = [];
+    for (;;) {
+      const delivery = await real.take(abort.signal);
+      if (!delivery) break;
+      taken.push(delivery.message.jobId);
+      await delivery.ack();
+    }
+    // Each job's message once, in the order of its outbox row (the failed one after the retry).
+    expect(taken.filter((id) => ids.includes(id))).toEqual([ids[0], ids[2], ids[1]]);
+    await real.close();
+  });
+
   it("publishes each unsent row once, with its id as the message id, then marks it sent", async () => {
     const queue = createInProcessWorkQueue({ ackWaitMs: 60_000 });
     const relay = new OutboxRelay(database.db, queue, { pollMs: 60_000, reconcileEveryMs: 60_000, stuckAfterMs: 60_000, log: () => {} });

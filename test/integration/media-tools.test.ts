@@ -1,4 +1,6 @@
 import { create } from "@bufbuild/protobuf";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -7,6 +9,8 @@ import { OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition
 import { ImageFormat, OutputSpecSchema, ThumbnailMode, ThumbnailSpecSchema } from "../../gen/rendition/v1/job_pb.js";
 import { createMediaTools } from "../../workers/ffmpeg/media-tools.js";
 import { mp4DurationMs } from "../../workers/ffmpeg/mp4-duration.js";
+import { probeMp4Header } from "../../workers/ffmpeg/mp4-probe.js";
+import { parseProbe } from "../../workers/ffmpeg/probe.js";
 import { buildThumbnailPlan } from "../../workers/ffmpeg/thumbnails.js";
 import { buildTranscodeCommand, flattenCommand } from "../../workers/ffmpeg/transcode.js";
 import { MediaError, type FfmpegCommand, type MediaInfo, type MediaTools } from "../../workers/ffmpeg/types.js";
@@ -99,6 +103,81 @@ describe("MediaTools.probe", () => {
     const controller = new AbortController();
     controller.abort();
     await expect(tools.probe(clip, LIMITS, { signal: controller.signal })).rejects.toMatchObject({ name: "AbortError" });
+  });
+});
+
+describe("MediaTools.probe from the mp4 movie header", () => {
+  const ffmpeg = async (args: string[]) => {
+    const { ffmpegPath } = await testMediaTools();
+    await promisify(execFile)(ffmpegPath, ["-hide_banner", "-nostdin", "-loglevel", "error", "-y", ...args]);
+  };
+  const src = (size: string, rate: string) => ["-f", "lavfi", "-i", `testsrc2=size=${size}:rate=${rate}:duration=2`];
+  const tone = (rate: number, frequency = 440) => ["-f", "lavfi", "-i", `sine=frequency=${frequency}:sample_rate=${rate}:duration=2`];
+  const x264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"];
+  const asFfprobeSays = async (file: string) => parseProbe(await ffprobeJson(file), (await stat(file)).size, LIMITS);
+
+  it("describes plain mp4/mov files exactly as ffprobe does, without starting it", async () => {
+    const files = {
+      // moov at the end, mono AAC (the muxer writes 2 channels in the sample entry), an edit list for the B-frames
+      "mono.mp4": [...src("320x240", "25"), ...tone(48000), "-map", "0:v", "-map", "1:a", ...x264, "-c:a", "aac", "-b:a", "64k"],
+      // faststart, 29.97 fps, stereo, a language
+      "ntsc.mp4": [...src("640x360", "30000/1001"), ...tone(44100), "-map", "0:v", "-map", "1:a", ...x264, "-c:a", "aac", "-ac", "2", "-metadata:s:a:0", "language=fra", "-movflags", "+faststart"],
+      // two audio tracks at two rates, no B-frames
+      "two-tracks.mp4": [...src("426x240", "24"), ...tone(48000), ...tone(44100, 880), "-map", "0:v", "-map", "1:a", "-map", "2:a", ...x264, "-bf", "0", "-c:a", "aac"],
+      // QuickTime, video only
+      "video.mov": [...src("320x240", "30"), ...x264],
+      // HEVC without audio
+      "hevc.mp4": [...src("320x240", "30"), "-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-x265-params", "log-level=error"],
+    };
+    for (const [name, args] of Object.entries(files)) {
+      const file = path.join(dir, name);
+      await ffmpeg([...args, file]);
+      const fromHeader = await probeMp4Header(file);
+      expect(fromHeader, name).toBeDefined();
+      const expected = await asFfprobeSays(file);
+      expect(parseProbe(fromHeader, (await stat(file)).size, LIMITS), name).toEqual(expected);
+      expect(await tools.probe(file, LIMITS), name).toEqual(expected);
+    }
+  });
+
+  it("leaves to ffprobe what the header alone cannot tell or ffprobe reads differently", async () => {
+    const mono = path.join(dir, "plain.mp4");
+    await ffmpeg([...src("320x240", "25"), ...tone(48000), "-map", "0:v", "-map", "1:a", ...x264, "-c:a", "aac", mono]);
+    const subtitles = path.join(dir, "subtitles.srt");
+    await writeFile(subtitles, "1\n00:00:00,000 --> 00:00:01,000\nhello\n");
+    const others = {
+      // fragmented
+      "fragmented.mp4": ["-i", mono, "-c", "copy", "-movflags", "+frag_keyframe+empty_moov"],
+      // a subtitle track
+      "subtitled.mp4": ["-i", mono, "-i", subtitles, "-map", "0", "-map", "1", "-c", "copy", "-c:s", "mov_text"],
+      // QuickTime audio (a version 1 sound description, the esds inside a wave box)
+      "audio.mov": [...src("320x240", "25"), ...tone(48000), "-map", "0:v", "-map", "1:a", ...x264, "-c:a", "aac"],
+      // AAC below 32 kHz (may carry SBR signalled in-band only)
+      "low-rate.mp4": [...src("320x240", "25"), ...tone(22050), "-map", "0:v", "-map", "1:a", ...x264, "-c:a", "aac"],
+      // another container
+      "clip.webm": [...src("320x240", "25"), "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"],
+    };
+    for (const [name, args] of Object.entries(others)) {
+      const file = path.join(dir, name);
+      await ffmpeg([...args, file]);
+      expect(await probeMp4Header(file), name).toBeUndefined();
+      expect(await tools.probe(file, LIMITS), name).toEqual(await asFfprobeSays(file));
+    }
+    // A display rotation (a phone's portrait video): the video track's matrix turned a quarter;
+    // ffprobe reports it as side data and the worker swaps width and height.
+    const rotated = path.join(dir, "rotated.mp4");
+    const bytes = await readFile(mono);
+    const tkhd = bytes.indexOf("tkhd");
+    const matrix = tkhd + 4 + 40; // version 0 tkhd: 40 bytes of fields before the matrix
+    [0, 0x00010000, 0, 0xffff0000, 0, 0, 0, 0, 0x40000000].forEach((value, i) => bytes.writeUInt32BE(value, matrix + i * 4));
+    await writeFile(rotated, bytes);
+    expect(await probeMp4Header(rotated)).toBeUndefined();
+    expect(await tools.probe(rotated, LIMITS)).toMatchObject({ width: 240, height: 320 });
+    // No movie header within the file (cut short before the moov): ffprobe says what is wrong.
+    const truncated = path.join(dir, "cut.mp4");
+    await writeFile(truncated, (await readFile(mono)).subarray(0, 10 * 1024));
+    expect(await probeMp4Header(truncated)).toBeUndefined();
+    expect(await tools.probe(truncated, LIMITS).catch((err: MediaError) => err.message)).toMatch(/^ffprobe could not read the input: .*moov atom not found/s);
   });
 });
 

@@ -364,7 +364,9 @@ export class JobRun {
         .publish({ jobId: this.job.id, organizationId: this.job.organizationId, kind: "progress", status: "processing", progress })
         .catch((err) => this.deps.log(`job ${this.job.id}: progress event failed`, err));
     }
-    if (now - this.lastPersist >= this.deps.settings.progressPersistMs) {
+    // Not at the end (fraction 1, ffmpeg has exited): the output's completion is written right
+    // after and carries the progress (and its milestones), so this write would only race it.
+    if (fraction < 1 && now - this.lastPersist >= this.deps.settings.progressPersistMs) {
       this.lastPersist = now;
       void this.deps.runs.progress(this.lease, progress, outputIds.map((id) => [id, outputProgress])).catch((err) =>
         this.deps.log(`job ${this.job.id}: saving progress failed`, err),

@@ -6,6 +6,7 @@ import Ffmpeg from "fluent-ffmpeg";
 import type { LocatedMediaTools } from "./binaries.js";
 import { INPUT_SAFETY_OPTIONS, absoluteFile, flattenCommand } from "./command.js";
 import { formatDuration, parseProbe } from "./probe.js";
+import { probeMp4Header } from "./mp4-probe.js";
 import { ProgressTracker } from "./progress.js";
 import { detectCapabilities } from "./capabilities.js";
 import { MediaError, type FfmpegCapabilities, type FfmpegCommand, type InputLimits, type MediaInfo, type MediaTools, type RunOptions } from "./types.js";
@@ -241,6 +242,9 @@ async function probeFile(located: LocatedMediaTools, file: string, limits: Input
   const info = await stat(absolute); // a missing file is our bug, not the input's: plain error
   if (!info.isFile()) throw new MediaError("INPUT_UNREADABLE", "the input is not a regular file");
   if (info.size === 0) throw new MediaError("INPUT_UNREADABLE", "the input file is empty");
+  // A plain mp4/mov is described from its movie header, as ffprobe would: no process to start.
+  const fromHeader = await probeMp4Header(absolute);
+  if (fromHeader) return parseProbe(fromHeader, info.size, limits);
   const launcher = located.launcher ?? [];
   const [binary, ...prefix] = launcher.length ? [...launcher, located.ffprobePath] : [located.ffprobePath];
   const stdout = await runFfprobe(binary!, [...prefix, ...PROBE_ARGS, absolute], signal);

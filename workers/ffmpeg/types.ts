@@ -124,7 +124,7 @@ export interface MediaTools {
   readonly ffprobePath: string;
   /** e.g. "ffmpeg version 5.1.6-0+deb12u1 (system: /usr/bin/ffmpeg)". */
   readonly description: string;
-  /** ffprobe a local file (protocol and format whitelists, probe limits); MediaError INPUT_UNREADABLE / INPUT_TOO_LARGE. */
+  /** Describes a local file: a plain mp4/mov from its movie header (mp4-probe.ts), anything else with ffprobe (protocol and format whitelists, probe limits); MediaError INPUT_UNREADABLE / INPUT_TOO_LARGE. */
   probe(file: string, limits: InputLimits, options?: { signal?: AbortSignal }): Promise<MediaInfo>;
   /** Runs one command. Rejects with MediaError (ENCODE_FAILED with ffmpeg's last stderr lines, ENCODE_TIMEOUT) or the signal's AbortError; the process is always gone when it settles. */
   run(command: FfmpegCommand, options?: RunOptions): Promise<void>;
