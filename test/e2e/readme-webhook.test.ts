@@ -34,7 +34,13 @@ beforeAll(async () => {
 }, 150_000);
 
 afterAll(async () => {
-  listener?.kill("SIGTERM");
+  if (listener?.pid) {
+    try {
+      process.kill(-listener.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
   server?.child.kill("SIGTERM");
   await server?.exited(15_000).catch(() => {});
   await killAllChildren();
@@ -56,6 +62,8 @@ describe("the README's webhook snippet", () => {
       cwd: REPO,
       env: { ...process.env, RENDITION_DATA_DIR: join(dataDir, "data") },
       stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group: npm does not pass SIGTERM on to the node process it starts.
+      detached: true,
     });
     listener.stdout!.setEncoding("utf8").on("data", (s: string) => (printed += s));
     listener.stderr!.setEncoding("utf8").on("data", (s: string) => (printed += s));
