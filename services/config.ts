@@ -65,6 +65,8 @@ export interface WorkerConfig {
   stuckAfterMs: number;
   /** Chunked encoding across workers (docs/architecture.md, Chunked encoding). */
   chunking: { minInputSeconds: number; chunkSeconds: number; maxConcurrent: number };
+  /** Threads of each ffmpeg run (decoder, filters, encoders); 0 = ffmpeg's choice (every core). */
+  ffmpegThreads: number;
   /**
    * Credentials for direct s3:// and gs:// inputs, with the buckets they may be used on: every
    * organization can name these URLs, so the keys must not reach buckets of the operator's.
@@ -159,6 +161,7 @@ function loadWorkerConfig(env: Env): WorkerConfig {
     maxInputHeight: integer(env, "RENDITION_MAX_INPUT_HEIGHT", 8192, 16, 65536),
     encodeTimeoutMinMs: integer(env, "RENDITION_ENCODE_TIMEOUT_MIN_S", 600, 1, 7 * 24 * 3600) * 1000,
     stuckAfterMs: integer(env, "RENDITION_STUCK_AFTER_S", 300, 1, 7 * 24 * 3600) * 1000,
+    ffmpegThreads: integer(env, "RENDITION_FFMPEG_THREADS", 0, 0, 64),
     chunking: {
       minInputSeconds: integer(env, "RENDITION_CHUNK_MIN_INPUT_S", 120, 1, 7 * 24 * 3600),
       chunkSeconds: integer(env, "RENDITION_CHUNK_SECONDS", 60, 1, 3600),

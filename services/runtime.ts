@@ -139,6 +139,7 @@ export async function startWorker(app: App, messaging: Messaging, config: Config
         inputCredentials: { s3: w.inputS3, gcs: w.inputGcs },
         progressPersistMs: 1000,
         chunking: w.chunking,
+        ffmpegThreads: w.ffmpegThreads,
       },
     },
     { concurrency: w.concurrency, leaseMs: w.leaseMs, maxAttempts: w.maxAttempts, maxDeliver: maxDeliver(config), tmpDir: w.tmpDir, maxConcurrentChunks: w.chunking.maxConcurrent },

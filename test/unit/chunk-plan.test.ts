@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { floorMicroseconds, planChunks } from "../../workers/chunking/chunk-plan.js";
-import { seekOption } from "../../workers/chunking/chunk-commands.js";
+import { chunkVideoCommand, seekOption } from "../../workers/chunking/chunk-commands.js";
+import { flattenCommand } from "../../workers/ffmpeg/command.js";
 
 describe("chunk plan", () => {
   it("keeps short inputs in one piece and puts every frame in exactly one chunk", async () => {
@@ -25,5 +26,14 @@ describe("chunk plan", () => {
     expect(floorMicroseconds({ pts: -1n, num: 1, den: 3 })).toBe(-333_334);
     expect(seekOption(4_003_999)).toBe("4.003999");
     expect(seekOption(12_000_000)).toBe("12.000000");
+  });
+
+  it("puts the decoder, filters and encoder of a chunk on the threads asked for, and leaves them alone otherwise", () => {
+    const chunk = { index: 1, startFrame: 300, frames: 300, seekUs: 12_000_000, startSeconds: 12, durationSeconds: 12 };
+    const argv = flattenCommand(chunkVideoCommand("/in.mp4", chunk, ["-c:v", "libx264"], "/out.mp4", 1));
+    const input = argv.indexOf("-i");
+    expect(argv.slice(0, input)).toEqual(expect.arrayContaining(["-ss", "12.000000", "-threads", "1", "-filter_threads", "1"]));
+    expect(argv.slice(input)).toEqual(["-i", "/in.mp4", "-y", "-map", "0:v:0", "-an", "-sn", "-dn", "-c:v", "libx264", "-threads", "1", "-frames:v", "300", "/out.mp4"]);
+    expect(flattenCommand(chunkVideoCommand("/in.mp4", chunk, [], "/out.mp4"))).not.toContain("-threads");
   });
 });

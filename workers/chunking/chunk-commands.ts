@@ -14,20 +14,29 @@ export function seekOption(us: number): string {
  * frame is duplicated or dropped to fill a rate, no audio. `videoArgs` are the encoder options
  * of a single-pass encode (codec, preset, CRF or bitrate + VBV, scaling filter, pixel format).
  */
-export function chunkVideoCommand(input: string, chunk: Chunk, videoArgs: readonly string[], file: string): FfmpegCommand {
+export function chunkVideoCommand(input: string, chunk: Chunk, videoArgs: readonly string[], file: string, threads = 0): FfmpegCommand {
+  const t = threadOptions(threads);
   return {
-    global: [...QUIET_GLOBAL_OPTIONS, "-vsync", "passthrough"],
-    inputs: [{ options: [...(chunk.seekUs > 0 ? ["-ss", seekOption(chunk.seekUs)] : []), ...INPUT_SAFETY_OPTIONS], file: absoluteFile(input) }],
-    outputs: [{ options: ["-map", "0:v:0", "-an", "-sn", "-dn", ...videoArgs, "-frames:v", String(chunk.frames)], file: absoluteFile(file) }],
+    global: [...QUIET_GLOBAL_OPTIONS, "-vsync", "passthrough", ...t.global],
+    inputs: [{ options: [...(chunk.seekUs > 0 ? ["-ss", seekOption(chunk.seekUs)] : []), ...t.input, ...INPUT_SAFETY_OPTIONS], file: absoluteFile(input) }],
+    outputs: [{ options: ["-map", "0:v:0", "-an", "-sn", "-dn", ...videoArgs, ...t.output, "-frames:v", String(chunk.frames)], file: absoluteFile(file) }],
   };
 }
 
+/** `threads` > 0: the decoder (before -i), the filter graph and the encoder each on that many threads. */
+function threadOptions(threads: number): { global: string[]; input: string[]; output: string[] } {
+  if (!(threads > 0)) return { global: [], input: [], output: [] };
+  const n = String(threads);
+  return { global: ["-filter_threads", n], input: ["-threads", n], output: ["-threads", n] };
+}
+
 /** The audio of the whole input, encoded once (audio is cheap and must not be cut). */
-export function audioCommand(input: string, audioArgs: readonly string[], file: string): FfmpegCommand {
+export function audioCommand(input: string, audioArgs: readonly string[], file: string, threads = 0): FfmpegCommand {
+  const t = threadOptions(threads);
   return {
     global: [...QUIET_GLOBAL_OPTIONS],
-    inputs: [{ options: [...INPUT_SAFETY_OPTIONS], file: absoluteFile(input) }],
-    outputs: [{ options: ["-map", "0:a:0", "-vn", "-sn", "-dn", ...audioArgs], file: absoluteFile(file) }],
+    inputs: [{ options: [...t.input, ...INPUT_SAFETY_OPTIONS], file: absoluteFile(input) }],
+    outputs: [{ options: ["-map", "0:a:0", "-vn", "-sn", "-dn", ...audioArgs, ...t.output], file: absoluteFile(file) }],
   };
 }
 

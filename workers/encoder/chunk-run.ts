@@ -77,7 +77,7 @@ export class ChunkRun {
       const partial = join(dir, `chunk-${spec.index}.partial-${lease.token}.${spec.extension}`);
       const parts = await partsOf(deps, output, info, partial);
       try {
-        await deps.tools.run(chunkVideoCommand(input, spec, parts.video, partial), {
+        await deps.tools.run(chunkVideoCommand(input, spec, parts.video, partial, deps.settings.ffmpegThreads), {
           signal,
           timeoutMs: Math.max(deps.settings.encodeTimeoutMinMs, spec.durationSeconds * 20_000),
           durationMs: spec.durationSeconds * 1000,
@@ -166,7 +166,7 @@ export class AssembleRun {
       try {
         if (info.audioStreams.length > 0) {
           audio = join(this.tmpDir, "audio.mka");
-          await deps.tools.run(audioCommand(input, parts.audio, audio), { signal, timeoutMs });
+          await deps.tools.run(audioCommand(input, parts.audio, audio, deps.settings.ffmpegThreads), { signal, timeoutMs });
         }
         const list = join(this.tmpDir, "chunks.txt");
         await writeFile(list, concatList(files));

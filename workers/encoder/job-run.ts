@@ -36,6 +36,8 @@ export interface JobRunSettings {
   progressPersistMs: number;
   /** Chunked encoding across workers (with `JobRunDeps.tasks`); unset: every job in one pass. */
   chunking?: ChunkingSettings;
+  /** Threads of each ffmpeg run; 0 or unset: ffmpeg's choice. */
+  ffmpegThreads?: number;
 }
 
 export interface JobRunDeps {
@@ -310,7 +312,7 @@ export class JobRun {
     const timeoutMs = Math.max(this.deps.settings.encodeTimeoutMinMs, info.durationMs * 20);
     const capabilities = await this.deps.tools.capabilities();
     const run = async (group: PlannedOutput[]): Promise<Encoded[]> => {
-      const command = buildTranscodeCommand({ file: input, info }, group.map((r) => r.target), { capabilities });
+      const command = buildTranscodeCommand({ file: input, info }, group.map((r) => r.target), { capabilities, threads: this.deps.settings.ffmpegThreads });
       // The hls muxer writes into existing directories only; a retried output starts clean.
       for (const { target } of group) {
         if (!isStreamTarget(target)) continue;
