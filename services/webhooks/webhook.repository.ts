@@ -183,8 +183,10 @@ export class WebhookRepository {
   async claimDue(limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
     return this.db.transaction().execute(async (trx) => {
       const claimed = await sql<{ id: string; event_id: string; organization_id: string; job_id: string | null; endpoint_id: string | null; target: string; url: string; attempt_count: number }>`
-        UPDATE webhook_deliveries
-           SET lease_expires_at = now() + ${leaseMs} * interval '1 millisecond', attempt_count = attempt_count + 1
+        UPDATE webhook_deliveries AS w
+           SET lease_expires_at = now() + ${leaseMs} * interval '1 millisecond', attempt_count = attempt_count + 1,
+               -- An endpoint's deliveries go to its current URL (its owner may have moved it since the event).
+               url = COALESCE((SELECT e.url FROM webhook_endpoints e WHERE e.id = w.endpoint_id), w.url)
          WHERE id IN (
            SELECT d.id FROM webhook_deliveries d
             WHERE d.status = 'pending'

@@ -247,3 +247,25 @@ describe("webhook history", () => {
     expect((await webhooks.listDeliveries({ endpointId: endpoint!.id })).deliveries.map((d) => d.id)).toEqual([stillPending!.id]);
   });
 });
+
+describe("an endpoint that moves", () => {
+  it("sends its pending deliveries to its new URL, same webhook-id", async () => {
+    const old = await startWebhookReceiver();
+    old.respond = () => 503;
+    receiver = await startWebhookReceiver();
+    try {
+      const { endpoint } = await webhooks.create({ url: old.url });
+      await webhooks.sendTest({ id: endpoint!.id });
+      await old.waitFor((r) => r.length >= 1, 10_000);
+      await webhooks.update({ id: endpoint!.id, url: receiver.url });
+      await receiver.waitFor((r) => r.length >= 1, 10_000);
+      expect(receiver.received[0]!.headers["webhook-id"]).toBe(old.received[0]!.headers["webhook-id"]);
+      await expect.poll(async () => (await webhooks.listDeliveries({ endpointId: endpoint!.id })).deliveries[0]!.status, { timeout: 10_000 }).toBe(WebhookDeliveryStatus.DELIVERED);
+      const [moved] = (await webhooks.listDeliveries({ endpointId: endpoint!.id })).deliveries;
+      expect(moved!.url).toBe(receiver.url);
+      expect(moved!.attempts.map((a) => a.responseStatus)).toEqual([...moved!.attempts.slice(0, -1).map(() => 503), 200]);
+    } finally {
+      await old.close();
+    }
+  });
+});
