@@ -140,8 +140,12 @@ async function main(argv: string[]): Promise<number> {
       const [sub, ...names] = rest;
       const name = names.join(" ").trim();
       if (sub !== "create" || !name) break;
-      const org = await withApp(config, (app) => app.auth.createOrganization(name));
-      console.log(JSON.stringify({ organization_id: org.id, name: org.name }));
+      // The organization's webhook secret (it signs deliveries to its jobs' webhook_url) is shown once, here.
+      const { org, webhookSecret } = await withApp(config, async (app) => {
+        const org = await app.auth.createOrganization(name);
+        return { org, webhookSecret: await app.webhooks.createOrganizationSecret(org.id) };
+      });
+      console.log(JSON.stringify({ organization_id: org.id, name: org.name, webhook_secret: webhookSecret }));
       return 0;
     }
     case "key": {

@@ -250,9 +250,10 @@ describe("admin commands", () => {
 
       const org = await runRendition(["org", "create", "Acme", "Inc"], env);
       expect(org.code, org.stderr).toBe(0);
-      const { organization_id: orgId, name } = jsonLine(org.stdout);
+      const { organization_id: orgId, name, webhook_secret: webhookSecret } = jsonLine(org.stdout);
       expect(orgId).toMatch(/^org_/);
       expect(name).toBe("Acme Inc");
+      expect(webhookSecret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
 
       const created = await runRendition(["key", "create", "--org", orgId!], env);
       expect(created.code, created.stderr).toBe(0);
