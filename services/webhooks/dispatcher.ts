@@ -151,7 +151,8 @@ async function readSnippet(response: Response): Promise<string> {
   } finally {
     void reader.cancel().catch(() => {});
   }
-  return Buffer.concat(chunks).subarray(0, SNIPPET_BYTES).toString("utf8");
+  // PostgreSQL text cannot hold NUL: a receiver answering binary must not make the attempt unrecordable.
+  return Buffer.concat(chunks).subarray(0, SNIPPET_BYTES).toString("utf8").replaceAll("\u0000", "");
 }
 
 function describe(err: unknown): string {

@@ -269,3 +269,17 @@ describe("an endpoint that moves", () => {
     }
   });
 });
+
+describe("a receiver answering binary", () => {
+  it("is recorded (NUL bytes dropped from the snippet) and delivered once", async () => {
+    receiver = await startWebhookReceiver();
+    receiver.body = () => Buffer.from([0x6f, 0x00, 0x6b, 0xff, 0x00]);
+    const { endpoint } = await webhooks.create({ url: receiver.url });
+    await webhooks.sendTest({ id: endpoint!.id });
+    await expect.poll(async () => (await webhooks.listDeliveries({ endpointId: endpoint!.id })).deliveries[0]!.status, { timeout: 10_000 }).toBe(WebhookDeliveryStatus.DELIVERED);
+    const [delivery] = (await webhooks.listDeliveries({ endpointId: endpoint!.id })).deliveries;
+    expect(delivery!.attempts).toHaveLength(1);
+    expect(delivery!.attempts[0]!.responseSnippet).toBe("ok\uFFFD");
+    expect(receiver.received).toHaveLength(1);
+  });
+});

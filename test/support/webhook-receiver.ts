@@ -18,6 +18,8 @@ export interface WebhookReceiver {
   received: ReceivedWebhook[];
   /** Answers from now on. Default: 200 to everything. */
   respond: Responder;
+  /** The body of each answer; default "ok" for 2xx, "answer <status>" otherwise. */
+  body?: (status: number) => string | Buffer;
   /** Resolves once `predicate` holds for what was received (polling), or rejects after `timeoutMs`. */
   waitFor(predicate: (received: ReceivedWebhook[]) => boolean, timeoutMs?: number): Promise<ReceivedWebhook[]>;
   close(): Promise<void>;
@@ -67,7 +69,7 @@ export async function startWebhookReceiver(port = 0): Promise<WebhookReceiver> {
         return;
       }
       res.writeHead(answer, { "content-type": "text/plain" });
-      res.end(answer >= 200 && answer < 300 ? "ok" : `answer ${answer}`);
+      res.end(receiver.body?.(answer) ?? (answer >= 200 && answer < 300 ? "ok" : `answer ${answer}`));
     });
   });
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
