@@ -11,9 +11,10 @@ import type { AddressInfo } from "node:net";
 import { fromJson } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { JobService, JobServiceGetResponseSchema } from "../gen/rendition/v1/job_pb.js";
+import { API_JSON } from "../services/common/api-json.js";
 
 // The same as services/api/server.ts.
-const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false };
+const jsonOptions = API_JSON;
 const { job } = fromJson(JobServiceGetResponseSchema, JSON.parse(readFileSync(process.argv[2]!, "utf8")), jsonOptions);
 
 const handler = connectNodeAdapter({

@@ -1,4 +1,5 @@
 import http from "node:http";
+import { API_JSON } from "../common/api-json.js";
 import http2 from "node:http2";
 import net from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -41,9 +42,7 @@ const FIRST_BYTE_TIMEOUT_MS = 30_000;
  */
 export function createApiServer(options: ApiServerOptions): ApiServer {
   const shutdown = new AbortController();
-  // snake_case like the reference, zero values (progress: 0, error_code: "") spelled out, and a
-  // misspelled field or enum name is an error instead of being silently dropped.
-  const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false };
+  const jsonOptions = API_JSON;
   let handlers: UniversalHandler[] = [];
   const connect = connectNodeAdapter({
     // Every method also reads the reference's lower-case enum spellings in JSON (enum-aliases.ts).

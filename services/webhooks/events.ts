@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import type { Transaction } from "kysely";
 import { JobSchema } from "../../gen/rendition/v1/job_pb.js";
+import { API_JSON_WRITE } from "../common/api-json.js";
 import { newId } from "../common/ids.js";
 import type { Database } from "../db/schema.js";
 import { loadJob } from "../jobs/job-rows.js";
@@ -31,6 +32,11 @@ export function crossedMilestones(before: number, after: number): number[] {
   return PROGRESS_MILESTONES.filter((m) => before < m && after >= m);
 }
 
+/** job.progress events for the milestones a move from `before` to `after` crosses. */
+export function progressEvents(before: number, after: number): JobEvent[] {
+  return crossedMilestones(before, after).map((milestone) => ({ type: "job.progress", milestone }));
+}
+
 export interface JobEvent {
   type: JobEventType;
   /** output.* events name their output. */
@@ -51,8 +57,6 @@ export function terminalEventOf(status: JobStatusName): JobEventType {
   }
 }
 
-/** The JSON the API answers with (snake_case, zero values spelled out), so a payload reads like Get. */
-export const API_JSON = { useProtoFieldName: true, alwaysEmitImplicit: true } as const;
 
 /** A Standard Webhooks payload: {type, timestamp, data}; data is the job as Get returns it. */
 export function eventBody(type: string, timestamp: Date, data: unknown, extra: Record<string, string | number> = {}): string {
@@ -86,7 +90,7 @@ export async function recordJobEvents(
     .execute();
   if (endpoints.length === 0 && !head.webhook_url) return;
   const job = (await loadJob(trx, jobId))!;
-  const data = toJson(JobSchema, toProtoJob(job), API_JSON);
+  const data = toJson(JobSchema, toProtoJob(job), API_JSON_WRITE);
   const now = new Date();
   for (const event of events) {
     const id = newId("msg");
