@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import type { Database, JobOutputsTable, JobRowUpdate, JobThumbnailsTable } from "../db/schema.js";
 import type { Updateable } from "kysely";
-import { crossedMilestones, recordJobEvents, type JobEvent } from "../webhooks/events.js";
+import { progressEvents, recordJobEvents, type JobEvent } from "../webhooks/events.js";
 import { endJob, failedRows, outputFailedEvents, type JobEnd, type OutputFailure } from "./job-end.js";
 import type { JobStatusName } from "./job.types.js";
 
@@ -102,12 +102,12 @@ export class JobRunRepository {
    * Runs `write` in a transaction only while the lease holds (the job row is locked meanwhile,
    * so Cancel waits for the write or the write sees Cancel). False when the lease was lost.
    */
-  async withLease(lease: Lease, write: (trx: Trx) => Promise<void>): Promise<boolean> {
+  async withLease(lease: Lease, write: (trx: Trx, locked: { progress: number }) => Promise<void>): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
-      const row = await trx.selectFrom("jobs").select(["attempt", "status"]).where("id", "=", lease.jobId).forUpdate().executeTakeFirst();
+      const row = await trx.selectFrom("jobs").select(["attempt", "status", "progress"]).where("id", "=", lease.jobId).forUpdate().executeTakeFirst();
       // Finished jobs take no more writes, even from the worker that finished them (a late progress write).
       if (!row || row.attempt !== lease.token || !RUNNING.includes(row.status as JobStatusName)) return false;
-      await write(trx);
+      await write(trx, { progress: row.progress });
       return true;
     });
   }
@@ -125,8 +125,8 @@ export class JobRunRepository {
       events?: JobEvent[];
     } = {},
   ): Promise<boolean> {
-    return this.withLease(lease, async (trx) => {
-      const milestones = job.progress === undefined ? [] : await milestoneEvents(trx, lease.jobId, Number(job.progress));
+    return this.withLease(lease, async (trx, locked) => {
+      const milestones = job.progress === undefined ? [] : progressEvents(locked.progress, Number(job.progress));
       await trx
         .updateTable("jobs")
         .set((eb) => ({ ...job, updated_at: new Date(), ...(children.refundClaim ? { claims: eb("claims", "-", 1) } : {}) }))
@@ -243,8 +243,8 @@ export class JobRunRepository {
 
   /** Progress only: no updated_at bump, so the reconciler's "no change for a while" still means stuck. */
   async progress(lease: Lease, progress: number, outputs: Array<[string, number]>): Promise<boolean> {
-    return this.withLease(lease, async (trx) => {
-      const milestones = await milestoneEvents(trx, lease.jobId, progress);
+    return this.withLease(lease, async (trx, locked) => {
+      const milestones = progressEvents(locked.progress, progress);
       await trx.updateTable("jobs").set({ progress }).where("id", "=", lease.jobId).execute();
       for (const [id, value] of outputs) {
         await trx.updateTable("job_outputs").set({ progress: value }).where("job_id", "=", lease.jobId).where("id", "=", id).execute();
@@ -308,8 +308,3 @@ export class JobRunRepository {
   }
 }
 
-/** job.progress events for the milestones a move to `progress` crosses (the row is locked by the caller). */
-async function milestoneEvents(trx: Trx, jobId: string, progress: number): Promise<JobEvent[]> {
-  const row = await trx.selectFrom("jobs").select("progress").where("id", "=", jobId).executeTakeFirst();
-  return crossedMilestones(row?.progress ?? 0, progress).map((milestone) => ({ type: "job.progress", milestone }));
-}

@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import { newId } from "../common/ids.js";
 import type { Database } from "../db/schema.js";
-import { crossedMilestones, recordJobEvents } from "../webhooks/events.js";
+import { progressEvents, recordJobEvents } from "../webhooks/events.js";
 import { chunkedJobProgress } from "./chunk-progress.js";
 import { endJob } from "./job-end.js";
 import type { Lease } from "./job-run.repository.js";
@@ -193,7 +193,7 @@ export class JobTaskRepository {
     const job = await trx.selectFrom("jobs").select("progress").where("id", "=", jobId).executeTakeFirstOrThrow();
     if (weighted <= job.progress) return job.progress;
     await trx.updateTable("jobs").set({ progress: weighted }).where("id", "=", jobId).execute();
-    await recordJobEvents(trx, jobId, crossedMilestones(job.progress, weighted).map((milestone) => ({ type: "job.progress", milestone })));
+    await recordJobEvents(trx, jobId, progressEvents(job.progress, weighted));
     return weighted;
   }
 
