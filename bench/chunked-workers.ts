@@ -11,7 +11,7 @@
  * both outputs against the source. Options: --seconds S (default 60), --chunk S (default 15),
  * --rounds N (default 1).
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -21,16 +21,15 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { connect } from "nats";
 import { natsWorkQueueNames } from "../services/queue/nats-work-queue.js";
+import { chunkedSourceFile, frames, psnrOf } from "./chunked-checks.js";
 
 const { values: opts } = parseArgs({ options: { seconds: { type: "string", default: "60" }, chunk: { type: "string", default: "15" }, rounds: { type: "string", default: "1" } } });
 const SECONDS = Number(opts.seconds);
 const ROUNDS = Number(opts.rounds);
 const REPO = fileURLToPath(new URL("..", import.meta.url));
-const FFMPEG = process.env.FFMPEG_PATH || "ffmpeg";
-const FFPROBE = process.env.FFPROBE_PATH || "ffprobe";
 const ADMIN_URL = process.env.BENCH_POSTGRES_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 const NATS_URL = process.env.BENCH_NATS_URL || "nats://127.0.0.1:4222";
-const source = join(tmpdir(), "rendition-bench-chunked", `source-${SECONDS}s.mp4`);
+const source = chunkedSourceFile(SECONDS);
 if (!existsSync(source)) {
   console.error(`run \`npm run bench:chunked -- --seconds ${SECONDS}\` first: it generates ${source}`);
   process.exit(2);
@@ -63,15 +62,6 @@ async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   child.kill("SIGTERM");
   await until("a process to exit", () => (child.exitCode !== null || child.signalCode !== null ? true : undefined), 20_000).catch(() => child.kill("SIGKILL"));
-}
-
-function frames(file: string): number {
-  return Number(execFileSync(FFPROBE, ["-v", "error", "-count_packets", "-select_streams", "v:0", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", file], { encoding: "utf8" }).trim());
-}
-
-function psnrOf(file: string): number {
-  const result = spawnSync(FFMPEG, ["-hide_banner", "-i", file, "-i", source, "-lavfi", "[1:v]scale=-2:720[r];[0:v]setpts=N/30/TB[a];[r]setpts=N/30/TB[b];[a][b]psnr", "-f", "null", "-"], { encoding: "utf8" });
-  return Number(/average:([\d.]+)/.exec(result.stderr)?.[1] ?? NaN);
 }
 
 async function main(): Promise<void> {
@@ -137,7 +127,7 @@ async function main(): Promise<void> {
       const a = await runJob([{ core: 0, chunking: false }]);
       const b = await runJob([{ core: 0, chunking: true }, { core: 1, chunking: true }]);
       console.log(`round ${round}: (a) 1 worker, one pass ${(a.elapsed / 1000).toFixed(1)} s | (b) 2 workers, chunked ${(b.elapsed / 1000).toFixed(1)} s | speed-up a/b ${(a.elapsed / b.elapsed).toFixed(2)}x`);
-      console.log(`  frames ${frames(a.file)} vs ${frames(b.file)}; PSNR vs source ${psnrOf(a.file).toFixed(3)} vs ${psnrOf(b.file).toFixed(3)} dB`);
+      console.log(`  frames ${frames(a.file)} vs ${frames(b.file)}; PSNR vs source ${psnrOf(a.file, source).toFixed(3)} vs ${psnrOf(b.file, source).toFixed(3)} dB`);
     }
     await stop(api.child);
   } finally {

@@ -14,10 +14,11 @@
  *
  * Options: --seconds S (source length, default 300), --chunk S (default 60), --rounds N (default 1).
  */
-import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { cpus, loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { chunkedSourceFile, frames, psnrOf } from "./chunked-checks.js";
 import { parseArgs } from "node:util";
 import { flattenCommand } from "../workers/ffmpeg/command.js";
 import type { FfmpegCommand } from "../workers/ffmpeg/types.js";
@@ -41,7 +42,7 @@ if (!existsSync("/usr/bin/taskset")) {
   process.exit(2);
 }
 
-const work = join(tmpdir(), "rendition-bench-chunked");
+const work = dirname(chunkedSourceFile(SECONDS));
 mkdirSync(work, { recursive: true });
 
 function pinned(core: number, command: FfmpegCommand): Promise<number> {
@@ -54,23 +55,13 @@ function pinned(core: number, command: FfmpegCommand): Promise<number> {
 }
 
 function sourceFile(): string {
-  const file = join(work, `source-${SECONDS}s.mp4`);
+  const file = chunkedSourceFile(SECONDS);
   if (existsSync(file)) return file;
   console.log(`generating a ${SECONDS} s 1080p30 source with scene cuts and grain (once; cached in ${work})`);
   // Scene cuts every 3.5 s between two patterns, with moving grain so the encoder has real work.
   const video = `testsrc2=size=1920x1080:rate=30:duration=${SECONDS}[a];smptehdbars=size=1920x1080:rate=30:duration=${SECONDS}[b];[a][b]blend=all_expr='if(lt(mod(T,7),3.5),A,B)',noise=alls=3:allf=t`;
   execFileSync(FFMPEG, ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", `sine=frequency=440:sample_rate=48000:duration=${SECONDS}`, "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-c:a", "aac", "-t", String(SECONDS), file], { stdio: "inherit" });
   return file;
-}
-
-function frames(file: string): number {
-  return Number(execFileSync(FFPROBE, ["-v", "error", "-count_packets", "-select_streams", "v:0", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", file], { encoding: "utf8" }).trim());
-}
-
-/** Average PSNR against the source (scaled to 720p), frames paired by index; ffmpeg prints it on stderr. */
-function psnrOf(file: string, source: string): number {
-  const result = spawnSync(FFMPEG, ["-hide_banner", "-i", file, "-i", source, "-lavfi", "[1:v]scale=-2:720[r];[0:v]setpts=N/30/TB[a];[r]setpts=N/30/TB[b];[a][b]psnr", "-f", "null", "-"], { encoding: "utf8" });
-  return Number(/average:([\d.]+)/.exec(result.stderr)?.[1] ?? NaN);
 }
 
 async function single(source: string, out: string): Promise<number> {
