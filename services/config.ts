@@ -2,6 +2,8 @@ import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 
 import { parseAllowList } from "./net/network-guard.js";
+import type { LogLevel } from "./observability/log-context.js";
+import type { LogFormat } from "./observability/logger.js";
 import { RETRY_SCHEDULE_MS } from "./webhooks/dispatcher.js";
 
 /** Typed configuration, read from the environment once at start and passed to constructors. */
@@ -38,6 +40,17 @@ export interface Config {
   publicUrl?: string;
   /** Part size of S3 multipart uploads (RENDITION_UPLOAD_PART_BYTES; S3's minimum is 5 MiB). */
   uploadPartBytes: number;
+  /** Prometheus /metrics (docs/architecture.md, Observability). */
+  metrics: MetricsConfig;
+  /** Structured logs on stderr. */
+  log: { level: LogLevel | "silent"; format: LogFormat };
+}
+
+export interface MetricsConfig {
+  /** RENDITION_METRICS: serve GET /metrics (unauthenticated: keep it off public networks). */
+  enabled: boolean;
+  /** Port of a worker-only process's /metrics (API processes serve it on PORT); 0 = none. */
+  port: number;
 }
 
 /** The webhook dispatcher (API processes). */
@@ -177,6 +190,17 @@ function loadWorkerConfig(env: Env): WorkerConfig {
   };
 }
 
+const LOG_LEVELS: ReadonlyArray<LogLevel | "silent"> = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+const LOG_FORMATS: readonly LogFormat[] = ["auto", "json", "pretty"];
+
+function oneOf<T extends string>(env: Env, names: string[], allowed: readonly T[], fallback: T): T {
+  const name = names.find((n) => env[n]) ?? names[0]!;
+  const raw = env[name]?.toLowerCase();
+  if (!raw) return fallback;
+  if (!allowed.includes(raw as T)) throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${env[name]}"`);
+  return raw as T;
+}
+
 function durationList(env: Env, name: string, fallback: readonly number[]): readonly number[] {
   const raw = env[name];
   if (!raw) return fallback;
@@ -224,5 +248,14 @@ export function loadConfig(env: Env = process.env): Config {
     },
     publicUrl: publicUrl(env),
     uploadPartBytes: integer(env, "RENDITION_UPLOAD_PART_BYTES", 64 * 2 ** 20, 5 * 2 ** 20, 5 * 2 ** 30),
+    metrics: {
+      enabled: boolean(env, "RENDITION_METRICS", true),
+      // 9464: the OpenTelemetry Prometheus exporter's default port, so scrape configs look familiar.
+      port: integer(env, "RENDITION_METRICS_PORT", 9464, 0, 65535),
+    },
+    log: {
+      level: oneOf(env, ["RENDITION_LOG_LEVEL", "LOG_LEVEL"], LOG_LEVELS, "info"),
+      format: oneOf(env, ["RENDITION_LOG_FORMAT"], LOG_FORMATS, "auto"),
+    },
   };
 }

@@ -6,6 +6,12 @@ import { ConfigError, loadConfig, type Config } from "./config.js";
 import { DatabaseInUseError } from "./db/connect.js";
 import { migrateToLatest } from "./db/migrate.js";
 import { openMessaging, prepareSample, startRelay, startWebhookDispatcher, startWorker } from "./runtime.js";
+import type { Logger } from "pino";
+import type { Log } from "./observability/log-context.js";
+import { createLogger, logFunction } from "./observability/logger.js";
+import { startMetricsServer, type MetricsServer } from "./observability/metrics-http.js";
+import { collectProcessMetrics } from "./observability/metrics.js";
+import { observeApiProcess } from "./observability/observe.js";
 
 const USAGE = `Usage: npm start -- [command]
 
@@ -26,12 +32,13 @@ RENDITION_ALLOW_LOCAL_ORIGINS, RENDITION_LOCAL_ORIGIN_ROOTS, RENDITION_WATCH_HEA
 RENDITION_SHUTDOWN_TIMEOUT_MS, NATS_URL, RENDITION_WORKER_CONCURRENCY, RENDITION_LEASE_MS, FFMPEG_PATH,
 FFPROBE_PATH and more: see README.md.`;
 
-/** Diagnostics go to stderr; stdout carries only results (credentials banner, admin command JSON). */
-const log = (msg: string, err?: unknown) => {
-  const line = `${new Date().toISOString()} ${msg}`;
-  if (err) console.error(line, err);
-  else console.error(line);
-};
+/**
+ * Diagnostics go to stderr as JSON lines (pino; readable when stderr is a terminal), with the
+ * fields of the work running (request id, job, organization, worker); stdout carries only
+ * results (credentials banner, admin command JSON). Until the configuration is read, plain lines.
+ */
+let logger: Logger | undefined;
+let log: Log = (msg, err) => (err === undefined ? console.error(msg) : console.error(msg, err));
 
 /**
  * Runs the API, the encoder, or both in one process. Work goes through the outbox relay to the
@@ -47,6 +54,7 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
     log("warning: NATS_URL is not set, so this API queues work in its own memory and no worker can see it; set NATS_URL here and on the workers, or run `all`");
   }
   const role = roles.api && roles.worker ? "all" : roles.api ? "api" : "worker";
+  if (logger) log = logFunction(logger.child({ role }));
   const messaging = await openMessaging(config, role, log);
   const app = await createApp(config, log, messaging.events).catch(async (err) => {
     await messaging.close();
@@ -59,6 +67,12 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
   const worker = encoder?.worker;
   // A first start in one process gets a clip to try the printed command on.
   const sample = credentials && encoder ? await prepareSample(encoder.tools, config, log) : undefined;
+  if (config.metrics.enabled) {
+    collectProcessMetrics();
+    if (roles.api) observeApiProcess(app.database.db, messaging.queue);
+  }
+  // An API process serves /metrics on its own port; a worker-only one on RENDITION_METRICS_PORT.
+  const metricsServer = roles.api || !config.metrics.enabled || config.metrics.port === 0 ? undefined : await serveWorkerMetrics(config);
   const server = roles.api
     ? createApiServer({
         ...app,
@@ -67,6 +81,7 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
         checkDatabase: () => checkDatabase(app.database),
         log,
         shutdownTimeoutMs: config.shutdownTimeoutMs,
+        metrics: config.metrics.enabled,
       })
     : undefined;
   if (server) {
@@ -87,6 +102,7 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
     await worker?.stop();
     await relay?.stop();
     await dispatcher?.stop();
+    await metricsServer?.close();
     await messaging.close();
     await app.close();
     log("stopped");
@@ -94,6 +110,22 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+/**
+ * A worker-only process's /metrics. A port in use (a second worker on the same host with the
+ * default port) is a warning, not a failure: the encoder matters more than its metrics.
+ */
+async function serveWorkerMetrics(config: Config): Promise<MetricsServer | undefined> {
+  try {
+    const server = await startMetricsServer(config.metrics.port, config.host, log);
+    log(`metrics: GET /metrics on ${config.host}:${server.port}`);
+    return server;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    log(`warning: RENDITION_METRICS_PORT ${config.metrics.port} is in use, so this worker serves no /metrics; give each worker on a host its own port`);
+    return undefined;
+  }
 }
 
 async function withApp<T>(config: Config, fn: (app: Awaited<ReturnType<typeof createApp>>) => Promise<T>): Promise<T> {
@@ -119,6 +151,8 @@ function parseOptions<T>(parse: () => T): T {
 
 async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
+  logger = createLogger(config.log);
+  log = logFunction(logger);
   const [command = "all", ...rest] = argv;
   switch (command) {
     case "all":
@@ -193,6 +227,7 @@ main(process.argv.slice(2)).then(
       process.exit(2);
     }
     if (err instanceof ConfigError || err instanceof DatabaseInUseError) console.error(`error: ${err.message}`);
+    else if (logger) logger.fatal({ err }, "fatal: the process cannot go on");
     else console.error("fatal:", err);
     process.exit(1);
   },

@@ -19,8 +19,7 @@ import { createMediaTools } from "../workers/ffmpeg/media-tools.js";
 import { EncoderWorker } from "../workers/encoder/worker.js";
 import { ensureSampleClip } from "../workers/encoder/sample.js";
 import type { MediaTools } from "../workers/ffmpeg/types.js";
-
-type Log = (msg: string, err?: unknown) => void;
+import type { Log } from "./observability/log-context.js";
 
 /** The queue and event bus: JetStream + NATS subjects when NATS_URL is set, else in memory. */
 export interface Messaging {

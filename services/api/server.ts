@@ -8,6 +8,9 @@ import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { withEnumAliases } from "./enum-aliases.js";
 import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
+import { metricsInterceptor } from "./metrics-interceptor.js";
+import { requestLogInterceptor } from "./request-log-interceptor.js";
+import { serveMetrics } from "../observability/metrics-http.js";
 import { plainJsonStreaming } from "./json-watch.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
@@ -17,6 +20,8 @@ export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"
   checkDatabase: () => Promise<void>;
   log: (msg: string, err?: unknown) => void;
   shutdownTimeoutMs: number;
+  /** Serve GET /metrics (RENDITION_METRICS), unauthenticated like /healthz. */
+  metrics?: boolean;
   /** Told the listening address, for signed URLs when RENDITION_PUBLIC_URL is unset. */
   publicUrl?: { listening(host: string, port: number): void };
 }
@@ -50,7 +55,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       routes({ ...options, shutdownSignal: shutdown.signal })(withEnumAliases(router, jsonOptions));
       handlers = router.handlers;
     },
-    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
+    interceptors: [requestLogInterceptor(options.log), metricsInterceptor(), errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
     jsonOptions,
     // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
     // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
@@ -70,6 +75,10 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     const path = (req.url ?? "").split("?")[0];
     if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
       void health(path, res);
+      return;
+    }
+    if (req.method === "GET" && path === "/metrics" && options.metrics) {
+      void serveMetrics(res, options.log);
       return;
     }
     inFlight++;

@@ -4,6 +4,7 @@ import type { Updateable } from "kysely";
 import { progressEvents, recordJobEvents, type JobEvent } from "../webhooks/events.js";
 import { endJob, failedRows, outputFailedEvents, type JobEnd, type OutputFailure } from "./job-end.js";
 import type { JobStatusName } from "./job.types.js";
+import { leaseTakeovers } from "../observability/metrics.js";
 
 /**
  * A worker's hold on a job. `token` is the job's `attempt` when the lease was taken: every write
@@ -77,8 +78,11 @@ export class JobRunRepository {
       .where("id", "=", jobId)
       .where("status", "in", [...statuses])
       .where((eb) => eb.or([eb("lease_expires_at", "is", null), eb("lease_expires_at", "<=", sql<Date>`now()`)]))
-      .returning("attempt")
+      // A sub-select in RETURNING reads the statement's snapshot: the owner before this claim.
+      .returning(["attempt", sql<string>`(SELECT previous.lease_owner FROM jobs AS previous WHERE previous.id = jobs.id)`.as("previous_owner")])
       .executeTakeFirst();
+    // A lapsed lease of another worker's (a released or paused job has no owner).
+    if (row?.previous_owner) leaseTakeovers.inc({ kind: "job" });
     return row ? { jobId, organizationId, workerId, token: row.attempt } : undefined;
   }
 

@@ -6,6 +6,7 @@ import { chunkedJobProgress } from "./chunk-progress.js";
 import { endJob } from "./job-end.js";
 import type { Lease } from "./job-run.repository.js";
 import { isTerminal, type JobStatusName } from "./job.types.js";
+import { leaseTakeovers } from "../observability/metrics.js";
 
 type Db = Kysely<Database>;
 type Trx = Transaction<Database>;
@@ -109,7 +110,7 @@ export class JobTaskRepository {
       if (!job || job.status !== "processing") return { kind: "done" };
       const row = await trx
         .selectFrom("job_tasks")
-        .select(["status", "kind", sql<number>`coalesce(extract(epoch from (lease_expires_at - now())) * 1000, 0)`.as("remaining")])
+        .select(["status", "kind", "lease_owner", sql<number>`coalesce(extract(epoch from (lease_expires_at - now())) * 1000, 0)`.as("remaining")])
         .where("id", "=", taskId)
         .forUpdate()
         .executeTakeFirstOrThrow();
@@ -140,6 +141,8 @@ export class JobTaskRepository {
         .where("id", "=", taskId)
         .returning(["attempt", "claims", "last_error", "spec"])
         .executeTakeFirstOrThrow();
+      // A lapsed lease of another worker's (a released task has no owner).
+      if (row.lease_owner) leaseTakeovers.inc({ kind: "task" });
       return {
         kind: "claimed",
         lease: { taskId, jobId: task.job_id, organizationId, workerId, token: claimed.attempt },

@@ -6,6 +6,7 @@ import {
   type Delivery,
   type WorkMessage,
   type WorkQueue,
+  type QueueStats,
   type WorkQueueOptions,
 } from "./work-queue.js";
 
@@ -23,6 +24,8 @@ export interface InProcessWorkQueueOptions extends Partial<WorkQueueOptions> {
 interface Entry {
   readonly message: WorkMessage;
   deliveries: number;
+  /** When it was published (Date.now()), for the oldest-message age. */
+  readonly queuedAt: number;
 }
 
 interface Taker {
@@ -43,6 +46,8 @@ export class InProcessWorkQueue implements WorkQueue {
   /** message id → when it may be published again. Insertion order = expiry order. */
   private readonly seenIds = new Map<string, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Messages delivered at least once and not finished (acked, termed or given up), per priority. */
+  private readonly outstanding = new Map<PriorityName, number>(PRIORITY_ORDER.map((priority) => [priority, 0]));
   private closed = false;
 
   constructor(options: InProcessWorkQueueOptions = {}) {
@@ -63,7 +68,17 @@ export class InProcessWorkQueue implements WorkQueue {
     }
     if (this.seenIds.has(message.id)) return;
     this.seenIds.set(message.id, now + this.duplicateWindowMs);
-    this.enqueue({ message: { ...message }, deliveries: 0 });
+    this.enqueue({ message: { ...message }, deliveries: 0, queuedAt: now });
+  }
+
+  /** JetStream's view, in memory: never delivered = waiting; delivered and unfinished = in flight. */
+  async stats(): Promise<QueueStats[]> {
+    const now = Date.now();
+    return PRIORITY_ORDER.map((priority) => {
+      const fresh = this.ready.get(priority)!.filter((entry) => entry.deliveries === 0);
+      const oldest = fresh.reduce((min, entry) => Math.min(min, entry.queuedAt), now);
+      return { priority, waiting: fresh.length, inFlight: this.outstanding.get(priority)!, oldestWaitingAgeSeconds: (now - oldest) / 1000 };
+    });
   }
 
   take(signal: AbortSignal): Promise<Delivery | undefined> {
@@ -113,7 +128,10 @@ export class InProcessWorkQueue implements WorkQueue {
   }
 
   private deliver(entry: Entry): Delivery {
+    const { priority } = entry.message;
+    if (entry.deliveries === 0) this.outstanding.set(priority, this.outstanding.get(priority)! + 1);
     entry.deliveries += 1;
+    const finished = () => void this.outstanding.set(priority, this.outstanding.get(priority)! - 1);
     let settled = false;
     let deadline: NodeJS.Timeout | undefined;
     const settle = (): boolean => {
@@ -123,7 +141,10 @@ export class InProcessWorkQueue implements WorkQueue {
       return true;
     };
     const retry = (delayMs: number) => {
-      if (entry.deliveries >= this.maxDeliver) return; // given up, like JetStream MaxDeliver
+      if (entry.deliveries >= this.maxDeliver) {
+        finished(); // given up, like JetStream MaxDeliver
+        return;
+      }
       if (delayMs <= 0) this.enqueue(entry);
       else this.schedule(delayMs, () => this.enqueue(entry));
     };
@@ -142,13 +163,13 @@ export class InProcessWorkQueue implements WorkQueue {
         if (!settled) armDeadline();
       },
       ack: async () => {
-        settle();
+        if (settle()) finished();
       },
       nak: (delayMs?: number) => {
         if (settle()) retry(delayMs ?? 0);
       },
       term: () => {
-        settle();
+        if (settle()) finished();
       },
     };
   }

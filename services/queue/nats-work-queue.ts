@@ -22,6 +22,7 @@ import {
   PRIORITY_ORDER,
   WORK_STAGES,
   type Delivery,
+  type QueueStats,
   type WorkMessage,
   type WorkQueue,
   type WorkQueueOptions,
@@ -197,6 +198,32 @@ export class NatsWorkQueue implements WorkQueue {
       if (this.rings === seen) await this.sleep(stop);
     }
     return undefined;
+  }
+
+  /**
+   * Per priority: its consumer's num_pending (never delivered) and num_ack_pending (delivered,
+   * unacked: running or awaiting redelivery), and the publish time of the first message after
+   * the consumer's delivered sequence, which is the oldest one still waiting. 2 requests per
+   * priority (1 when nothing waits).
+   */
+  async stats(): Promise<QueueStats[]> {
+    return Promise.all(
+      PRIORITY_ORDER.map(async (priority): Promise<QueueStats> => {
+        const info = await this.jsm.consumers.info(this.names.stream, this.names.consumers[priority]);
+        let oldestWaitingAgeSeconds = 0;
+        if (info.num_pending > 0) {
+          try {
+            // next_by_subj (with wildcards) is in the server's STREAM.MSG.GET since 2.9; nats.js 2.29 only types it for direct get.
+            const first = await this.jsm.streams.getMessage(this.names.stream, { seq: info.delivered.stream_seq + 1, next_by_subj: this.names.filters[priority] } as never);
+            oldestWaitingAgeSeconds = Math.max(0, (Date.now() - first.time.getTime()) / 1000);
+          } catch (error) {
+            // 10037 "no message found": taken meanwhile.
+            if (!hasApiErrorCode(error, 10037)) throw error;
+          }
+        }
+        return { priority, waiting: info.num_pending, inFlight: info.num_ack_pending, oldestWaitingAgeSeconds };
+      }),
+    );
   }
 
   async close(): Promise<void> {

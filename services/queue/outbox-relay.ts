@@ -5,6 +5,7 @@ import type { Database } from "../db/schema.js";
 import { JobTaskRepository } from "../jobs/job-task.repository.js";
 import type { PriorityName } from "../pricing/pricing.js";
 import type { WorkQueue, WorkStage } from "./work-queue.js";
+import type { Log } from "../observability/log-context.js";
 
 export interface OutboxRelayOptions {
   /** How often unsent rows are looked for when nobody kicks the relay. */
@@ -13,7 +14,7 @@ export interface OutboxRelayOptions {
   reconcileEveryMs: number;
   /** An unfinished job nobody holds and nothing was sent for in this long is queued again. */
   stuckAfterMs: number;
-  log: (msg: string, err?: unknown) => void;
+  log: Log;
 }
 
 /** Which stage a topic asks for; undefined: nothing for workers (they learn of cancels from the event bus and their lease). */
@@ -112,7 +113,13 @@ export class OutboxRelay {
       if (sent.length > 0) await this.db.updateTable("outbox").set({ sent_at: new Date() }).where("id", "in", sent).execute();
       published += outcomes.filter((o) => o.status === "fulfilled" && o.value).length;
       const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
-      if (failed) throw failed.reason;
+      if (failed) {
+        // One line per job left unsent (the loop logs the error itself once).
+        rows.forEach((row, i) => {
+          if (outcomes[i]!.status === "rejected") this.options.log(`outbox relay: ${row.topic} of ${row.job_id} not sent yet`, undefined, { job_id: row.job_id, organization_id: row.organization_id, level: "warn" });
+        });
+        throw failed.reason;
+      }
     }
   }
 

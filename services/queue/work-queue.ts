@@ -47,6 +47,19 @@ export interface WorkQueue {
    */
   take(signal: AbortSignal): Promise<Delivery | undefined>;
   close(): Promise<void>;
+  /** What the queue holds per priority, for /metrics (docs/architecture.md, Observability). */
+  stats?(): Promise<QueueStats[]>;
+}
+
+/** One priority's share of the queue. */
+export interface QueueStats {
+  priority: PriorityName;
+  /** Stored and not yet handed to any worker. */
+  waiting: number;
+  /** Handed to a worker and not acked yet: running, or waiting out a nak's delay or an ack timeout. */
+  inFlight: number;
+  /** Age of the oldest waiting message (its first publish); 0 when none waits. */
+  oldestWaitingAgeSeconds: number;
 }
 
 export interface WorkQueueOptions {

@@ -3,6 +3,8 @@ import { createGuardedFetch, type FetchLike } from "../net/guarded-fetch.js";
 import type { NetworkGuard } from "../net/network-guard.js";
 import type { AttemptOutcome, AttemptRecord, ClaimedDelivery, WebhookRepository } from "./webhook.repository.js";
 import { signedHeaders } from "./signing.js";
+import type { Log } from "../observability/log-context.js";
+import { webhookDeliveries } from "../observability/metrics.js";
 
 /**
  * Waits after failed attempt n (1-based) before attempt n+1: 15 attempts over about 72 h
@@ -24,7 +26,7 @@ export interface DispatcherOptions {
   retryScheduleMs: readonly number[];
   /** Deliveries sent at once by this process. */
   concurrency: number;
-  log: (msg: string, err?: unknown) => void;
+  log: Log;
 }
 
 /** The current secret and, within its grace period, the previous one: every one of them signs. */
@@ -124,11 +126,17 @@ export class WebhookDispatcher {
       };
     }
     const outcome = outcomeOf(record.responseStatus, delivery.attemptCount, this.options.retryScheduleMs);
+    webhookDeliveries.inc({ result: outcome.result });
+    const fields = { organization_id: delivery.organizationId, ...(delivery.jobId ? { job_id: delivery.jobId } : {}), delivery_id: delivery.id };
+    this.options.log(`webhooks: attempt ${delivery.attemptCount} of ${delivery.id}: ${outcome.result} (HTTP ${record.responseStatus || "none"}${record.error ? `, ${record.error}` : ""})`, undefined, {
+      ...fields,
+      level: outcome.result === "delivered" ? "debug" : "info",
+    });
     try {
       await this.repo.recordAttempt(delivery, record, outcome);
     } catch (err) {
       // The lease runs out and the delivery is tried again: at least once, never lost.
-      this.options.log(`webhooks: could not record attempt ${delivery.attemptCount} of ${delivery.id}`, err);
+      this.options.log(`webhooks: could not record attempt ${delivery.attemptCount} of ${delivery.id}`, err, fields);
     }
   }
 }

@@ -15,6 +15,7 @@ import { actualCostMicros } from "./costs.js";
 import { OutputDelivery } from "./delivery.js";
 import { describeError, toOutputFailure } from "./failure.js";
 import { LeaseLostError, type JobRunDeps } from "./job-run.js";
+import { observeEncode } from "../../services/observability/metrics.js";
 
 export interface ChunkRunDeps extends JobRunDeps {
   tasks: JobTaskRepository;
@@ -202,6 +203,9 @@ export class AssembleRun {
       };
       await this.held(deps.runs.finish(lease, { status: "completed", failedOutputs: [], actualCostMinor: cost, execution, completedAt: now }));
       await deps.events.publish({ jobId: job.id, organizationId: job.organizationId, kind: "status", status: "completed", progress: 100 });
+      // Chunks encoded side by side count as one encode: from the start of processing to the joined file.
+      observeEncode(output.spec, execution.encodeDurationMs / 1000, info.durationMs);
+      deps.log(`job ${job.id}: completed (${chunks.length} chunks joined)`, undefined, { status: "completed", duration_ms: execution.totalDurationMs });
       for (const path of staged) await driver.remove?.(path).catch((err) => deps.log(`job ${job.id}: removing the staged chunk ${path} failed`, err));
       await deps.cache.remove(job.id).catch((err) => deps.log(`job ${job.id}: removing its chunk cache failed`, describeError(err)));
     } finally {

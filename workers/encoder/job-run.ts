@@ -26,6 +26,8 @@ import { chunkPlan, whyNotChunked, type ChunkingSettings } from "../chunking/chu
 import { videoFrameTimes } from "../chunking/frame-times.js";
 import { chunkCacheDir } from "./chunk-input.js";
 import { inputSource, type DirectInputCredentials } from "./input.js";
+import { observeEncode } from "../../services/observability/metrics.js";
+import type { Log } from "../../services/observability/log-context.js";
 
 export interface JobRunSettings {
   limits: InputLimits & { maxInputBytes: number };
@@ -48,7 +50,7 @@ export interface JobRunDeps {
   tools: MediaTools;
   guard: NetworkGuard;
   settings: JobRunSettings;
-  log: (msg: string, err?: unknown) => void;
+  log: Log;
   /** The chunked jobs' task rows (chunked encoding is on when this and `settings.chunking` are set). */
   tasks?: JobTaskRepository;
   /** Relay outbox rows now, where this process runs the relay (else it polls). */
@@ -106,6 +108,8 @@ export class JobRun {
   private lastPersist = 0;
   private lastEvent = 0;
   private readonly actualMicros = new Map<string, number>();
+  /** Wall seconds of the ffmpeg run that encoded each output (rendition_encode_seconds). */
+  private readonly encodeSeconds = new Map<string, number>();
   /** Sprite sheets rendered by this run (thumbnails mode sprite), for the storyboards of streaming outputs. */
   private readonly sprites: RenderedSprite[] = [];
 
@@ -319,12 +323,14 @@ export class JobRun {
         await rm(target.dir, { recursive: true, force: true });
         for (const rendition of streamRenditions(target, info)) await mkdir(rendition.dir, { recursive: true });
       }
+      const started = performance.now();
       await this.deps.tools.run(command, {
         signal: this.signal,
         timeoutMs,
         durationMs: info.durationMs,
         onProgress: (fraction) => this.onEncodeProgress(fraction, group.map((r) => r.output.id)),
       });
+      for (const { output } of group) this.encodeSeconds.set(output.id, (performance.now() - started) / 1000);
       return group;
     };
     try {
@@ -434,6 +440,7 @@ export class JobRun {
       await this.held(this.deps.runs.completeOutput(this.lease, output.id, { ...delivered, actualCostMinor: cost }, 90 + Math.floor((done / encoded.length) * 10) - 1));
       output.status = "completed";
       output.actualCostMinor = String(cost);
+      observeEncode(output.spec, this.encodeSeconds.get(output.id) ?? 0, info.durationMs);
       this.actualMicros.set(output.id, micros);
     }
   }
@@ -460,6 +467,7 @@ export class JobRun {
       }),
     );
     await this.statusChanged(status, 100);
+    this.deps.log(`job ${this.job.id}: ${status} (${completed.length} of ${this.job.outputs.length} outputs)`, undefined, { status, duration_ms: this.timings.totalDurationMs });
   }
 
   /** A lease write's answer: false means the lease is gone (Cancel, or another worker took over). */

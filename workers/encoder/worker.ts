@@ -11,6 +11,7 @@ import type { ChunkSpec, TaskLease } from "../../services/jobs/job-task.reposito
 import type { WorkStage } from "../../services/queue/work-queue.js";
 import { ChunkInputCache, jobOfCacheDir } from "./chunk-input.js";
 import { AssembleRun, ChunkRun, type ChunkRunDeps } from "./chunk-run.js";
+import { withLogFields } from "../../services/observability/log-context.js";
 
 export interface EncoderSettings {
   /** Jobs this process encodes at once; each slot pulls one message at a time. */
@@ -92,7 +93,8 @@ export class EncoderWorker {
     // Again now and then: a worker killed beside this one leaves its directory behind too.
     this.sweeper = setInterval(() => void this.sweepTmp().catch((err) => this.deps.log("worker: sweeping the temp directory failed", err)), SWEEP_EVERY_MS);
     this.sweeper.unref();
-    for (let i = 0; i < this.settings.concurrency; i++) this.slots.push(this.slot());
+    // Every log line of a slot names this worker, and while it handles a message, the job too.
+    for (let i = 0; i < this.settings.concurrency; i++) this.slots.push(withLogFields({ worker_id: this.workerId }, () => this.slot()));
   }
 
   /** A job's temp dir outlives a worker killed mid-job; remove those whose job nobody holds now. */
@@ -132,7 +134,8 @@ export class EncoderWorker {
       }
       if (!delivery) return;
       try {
-        await this.handle(delivery);
+        const { jobId, organizationId, taskId } = delivery.message;
+        await withLogFields({ job_id: jobId, organization_id: organizationId, ...(taskId ? { task_id: taskId } : {}) }, () => this.handle(delivery!));
       } catch (err) {
         // handle() settles every outcome itself; this is a bug or the database going away.
         this.deps.log(`worker: job ${delivery.message.jobId} failed unexpectedly; it will be redelivered`, err);
@@ -180,6 +183,7 @@ export class EncoderWorker {
       return;
     }
     if (state.leaseOwner) this.deps.log(`job ${jobId}: taking over from ${state.leaseOwner}, whose lease lapsed (attempt ${state.claims + 1})`);
+    else this.deps.log(`job ${jobId}: claimed for ${delivery.message.stage} (attempt ${state.claims + 1})`);
     if (state.claims >= this.settings.maxAttempts) {
       await this.fail(lease, new PermanentFailure("RETRIES_EXHAUSTED", `gave up after ${plural(state.claims, "attempt")}; last error: ${state.lastError || "the worker running it stopped"}`));
       delivery.term();
