@@ -11,6 +11,7 @@ import { authInterceptor, errorInterceptor, validationInterceptor } from "./inte
 import { metricsInterceptor } from "./metrics-interceptor.js";
 import { requestLogInterceptor } from "./request-log-interceptor.js";
 import { serveMetrics } from "../observability/metrics-http.js";
+import type { Log } from "../observability/log-context.js";
 import { plainJsonStreaming } from "./json-watch.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
@@ -18,7 +19,7 @@ export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"
   keys: Pick<AuthRepository, "findActiveKey" | "touchApiKey">;
   /** For GET /readyz: resolves when the database answers. */
   checkDatabase: () => Promise<void>;
-  log: (msg: string, err?: unknown) => void;
+  log: Log;
   shutdownTimeoutMs: number;
   /** Serve GET /metrics (RENDITION_METRICS), unauthenticated like /healthz. */
   metrics?: boolean;

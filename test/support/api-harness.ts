@@ -9,6 +9,8 @@ import { checkDatabase, createApp, type App } from "../../services/app.js";
 import { bootstrapIfEmpty, type Credentials } from "../../services/bootstrap.js";
 import { loadConfig, type Config } from "../../services/config.js";
 import { openMessaging, startRelay, startWebhookDispatcher, startWorker } from "../../services/runtime.js";
+import { stopObserving } from "../../services/observability/metrics.js";
+import { observeApiProcess } from "../../services/observability/observe.js";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { OutputType, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobService, JobServiceCreateRequestSchema, type JobServiceCreateRequest } from "../../gen/rendition/v1/job_pb.js";
@@ -74,9 +76,12 @@ export async function startTestApi(
     keys: app.auth,
     watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
     checkDatabase: () => checkDatabase(app.database),
-    log: (msg, err) => console.error(msg, err),
+    // The per-RPC lines (debug, info) would drown a test's output: only trouble is printed.
+    log: (msg, err, fields) => (fields?.level === "debug" || fields?.level === "info" ? undefined : console.error(msg, err)),
     shutdownTimeoutMs: config.shutdownTimeoutMs,
+    metrics: config.metrics.enabled,
   });
+  if (messaging && config.metrics.enabled) observeApiProcess(app.database.db, messaging.queue);
   const port = await server.listen(0, "127.0.0.1");
   const baseUrl = `http://127.0.0.1:${port}`;
   const defaultAuth = { apiKey: credentials.api_key, organizationId: credentials.organization_id };
@@ -99,6 +104,7 @@ export async function startTestApi(
       await relay?.stop();
       await dispatcher.stop();
       await messaging?.close();
+      stopObserving();
       await app.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
