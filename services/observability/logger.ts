@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { pino, stdTimeFunctions, type DestinationStream, type Logger } from "pino";
-import pretty from "pino-pretty";
+import { createRequire } from "node:module";
+import type PinoPretty from "pino-pretty";
 import { currentLogFields, type Log, type LogLevel } from "./log-context.js";
 
 export type LogFormat = "auto" | "json" | "pretty";
@@ -22,7 +23,7 @@ export interface LoggerOptions {
  */
 export function createLogger(options: LoggerOptions): Logger {
   const usePretty = options.format === "pretty" || (options.format === "auto" && !options.destination && process.stderr.isTTY === true);
-  const destination = options.destination ?? (usePretty ? pretty({ destination: 2, sync: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" }) : pino.destination({ dest: 2, sync: true }));
+  const destination = options.destination ?? (usePretty ? prettyStream() : pino.destination({ dest: 2, sync: true }));
   return pino(
     {
       level: options.level,
@@ -37,6 +38,12 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     destination,
   );
+}
+
+/** pino-pretty, loaded only for a terminal (it is most of the logger's start-up cost). */
+function prettyStream(): DestinationStream {
+  const pretty = createRequire(import.meta.url)("pino-pretty") as typeof PinoPretty;
+  return pretty({ destination: 2, sync: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" });
 }
 
 /**
