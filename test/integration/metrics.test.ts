@@ -207,6 +207,20 @@ describe("GET /metrics on the API port", () => {
   }, 180_000);
 });
 
+describe("RENDITION_METRICS=off", () => {
+  it("serves no /metrics on the API port (health still answers)", async () => {
+    const other = await createTestDatabase(inject("databaseUrl"));
+    const quiet = await startTestApi(other.url, { RENDITION_METRICS: "off" });
+    try {
+      expect((await fetch(`${quiet.baseUrl}/metrics`)).status).toBe(404);
+      expect((await fetch(`${quiet.baseUrl}/healthz`)).status).toBe(200);
+    } finally {
+      await quiet.close();
+      await other.drop();
+    }
+  }, 120_000);
+});
+
 describe("queue numbers (the queue gauges' source)", () => {
   async function contract(queue: WorkQueue) {
     const byPriority = async () => Object.fromEntries((await queue.stats!()).map((s) => [s.priority, s])) as Record<string, QueueStats>;

@@ -13,6 +13,7 @@ import { JobService, JobServiceGetResponseSchema, JobServiceWatchResponseSchema,
 import { createLogger, logFunction } from "../../services/observability/logger.js";
 import { currentLogFields, withLogFields, type Log, type LogFields } from "../../services/observability/log-context.js";
 import { requestLogInterceptor } from "../../services/api/request-log-interceptor.js";
+import { ConfigError, loadConfig } from "../../services/config.js";
 
 /** A pino logger writing into an array of parsed lines. */
 function capture(level: "debug" | "info" = "debug"): { log: Log; lines: Array<Record<string, unknown>> } {
@@ -141,5 +142,22 @@ describe("the request-log interceptor", () => {
       ["watch job_w at 100", "watch-1"],
       ["rpc rendition.v1.JobService/Watch ok", "watch-1"],
     ]);
+  });
+});
+
+describe("log and metrics settings", () => {
+  it("reads the level from RENDITION_LOG_LEVEL, else LOG_LEVEL, and refuses an unknown one naming the variable", () => {
+    expect(loadConfig({}).log).toEqual({ level: "info", format: "auto" });
+    expect(loadConfig({ LOG_LEVEL: "debug" }).log.level).toBe("debug");
+    expect(loadConfig({ LOG_LEVEL: "debug", RENDITION_LOG_LEVEL: "WARN" }).log.level).toBe("warn");
+    expect(() => loadConfig({ LOG_LEVEL: "loud" })).toThrow(new ConfigError('LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "loud"'));
+    expect(() => loadConfig({ RENDITION_LOG_FORMAT: "xml" })).toThrow(/RENDITION_LOG_FORMAT must be one of auto, json, pretty/);
+  });
+
+  it("serves metrics by default, on 9464 for a worker; RENDITION_METRICS=off and a port of 0 turn them off", () => {
+    expect(loadConfig({}).metrics).toEqual({ enabled: true, port: 9464 });
+    expect(loadConfig({ RENDITION_METRICS: "off", RENDITION_METRICS_PORT: "0" }).metrics).toEqual({ enabled: false, port: 0 });
+    expect(() => loadConfig({ RENDITION_METRICS: "maybe" })).toThrow(/RENDITION_METRICS must be true or false/);
+    expect(() => loadConfig({ RENDITION_METRICS_PORT: "70000" })).toThrow(/RENDITION_METRICS_PORT must be an integer between 0 and 65535/);
   });
 });

@@ -138,7 +138,7 @@ export class EncoderWorker {
         await withLogFields({ job_id: jobId, organization_id: organizationId, ...(taskId ? { task_id: taskId } : {}) }, () => this.handle(delivery!));
       } catch (err) {
         // handle() settles every outcome itself; this is a bug or the database going away.
-        this.deps.log(`worker: job ${delivery.message.jobId} failed unexpectedly; it will be redelivered`, err);
+        this.deps.log(`worker: job ${delivery.message.jobId} failed unexpectedly; it will be redelivered`, err, { job_id: delivery.message.jobId, organization_id: delivery.message.organizationId });
         delivery.nak(backoffMs(delivery.deliveryCount));
       }
     }
