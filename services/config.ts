@@ -23,6 +23,8 @@ export interface Config {
    */
   networkAllow: string[];
   watchHeartbeatMs: number;
+  /** How often a Watch stream re-reads its job while the event bus is down. */
+  watchPollMs: number;
   /** How long SIGTERM waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
   /** NATS server with JetStream; unset = the in-process queue and event bus (one process only). */
@@ -212,6 +214,7 @@ export function loadConfig(env: Env = process.env): Config {
     localOriginRoots: roots,
     networkAllow: allowList(env, "RENDITION_NETWORK_ALLOW"),
     watchHeartbeatMs: integer(env, "RENDITION_WATCH_HEARTBEAT_MS", 30_000, 100, 3_600_000),
+    watchPollMs: integer(env, "RENDITION_WATCH_POLL_MS", 1_000, 100, 60_000),
     shutdownTimeoutMs: integer(env, "RENDITION_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     natsUrl: natsUrl(env),
     natsPrefix: natsPrefix(env),
