@@ -36,6 +36,19 @@ const COMPRESS_MIN_BYTES = 16 * 1024;
 const FIRST_BYTE_TIMEOUT_MS = 30_000;
 
 /**
+ * A request answered before its body was read (too large, refused early) would leave the rest of
+ * its body on the keep-alive connection, stalling the client's next request on it: such an
+ * answer says `Connection: close`, and Node closes the connection once it is sent.
+ */
+function closeIfAnsweredEarly(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (!req.complete && !res.headersSent) res.setHeader("connection", "close");
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
+}
+
+/**
  * One port for the Connect protocol (JSON and binary), gRPC and gRPC-Web over HTTP/1.1 and
  * cleartext HTTP/2: each connection's first bytes tell whether it opens with the HTTP/2 preface
  * (h2c prior knowledge, as gRPC clients do) or is HTTP/1.1.
@@ -76,6 +89,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     res.on("close", () => {
       if (--inFlight === 0) drained?.();
     });
+    if (req instanceof http.IncomingMessage) closeIfAnsweredEarly(req, res as http.ServerResponse);
     if (files(req, res)) return;
     if (jsonStreams.accepts(req)) jsonStreams.handle(req, res);
     else connect(req as never, res as never);
