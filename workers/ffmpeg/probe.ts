@@ -30,7 +30,8 @@ const unreadable = (message: string) => new MediaError("INPUT_UNREADABLE", messa
 
 /**
  * ffprobe JSON (object or text) → MediaInfo, checked against `limits`.
- * Throws MediaError INPUT_UNREADABLE (not media, no video, a still image, no duration or size)
+ * Throws MediaError INPUT_UNREADABLE (not media, no video, a still image, no duration or size),
+ * INPUT_NO_VIDEO (audio only)
  * or INPUT_TOO_LARGE (over a duration or dimension limit).
  */
 export function parseProbe(json: unknown, fileSizeBytes: number, limits: InputLimits): MediaInfo {
@@ -40,6 +41,10 @@ export function parseProbe(json: unknown, fileSizeBytes: number, limits: InputLi
   const formatName = probe.format?.format_name ?? "";
   if (!video) {
     const onlyCoverArt = streams.some((s) => s.codec_type === "video");
+    // Media, just not a video: a code of its own, so a caller can tell "wrong file" from "broken file".
+    if (streams.some((s) => s.codec_type === "audio")) {
+      throw new MediaError("INPUT_NO_VIDEO", onlyCoverArt ? "the input is audio with cover art, no video stream" : "the input is audio only, no video stream");
+    }
     throw unreadable(onlyCoverArt ? "the input has no video stream, only cover art" : "the input has no video stream");
   }
   if (isStillImage(video, formatName)) {
