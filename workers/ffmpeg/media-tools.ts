@@ -53,9 +53,10 @@ const KEPT_ENV = ["PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "FON
 /**
  * ffmpeg's stderr lines (at -loglevel error) that report input it could not decode: a packet
  * the decoder refused ("Error while decoding stream #0:0: ...") or a slice it concealed
- * ("[h264 @ …] error while decoding MB 13 13", "concealing 120 DC, ... errors in P frame").
+ * ("[h264 @ …] error while decoding MB 13 13", "concealing 120 DC, ... errors in P frame"), or
+ * packet data missing from a truncated file ("[mov,mp4,… @ …] stream 0, offset 0xee4a: partial file").
  */
-const DECODE_ERROR_LINE = /^Error while decoding stream #|\] error while decoding MB |\] concealing \d+ /;
+const DECODE_ERROR_LINE = /^Error while decoding stream #|\] error while decoding MB |\] concealing \d+ |\] stream \d+, offset 0x[0-9a-f]+: partial file$/;
 
 /**
  * The MediaTools adapter: ffmpeg runs through fluent-ffmpeg, ffprobe through execFile. With
@@ -403,6 +404,9 @@ function runFfprobe(binary: string, args: string[], options: { signal?: AbortSig
           if (refused) {
             return reject(new MediaError("INPUT_UNREADABLE", `the input is ${refused[1]!.split(",")[0]} data, not a video container Rendition reads (mp4/mov, mkv/webm, avi, flv, mpeg-ts, mxf, wmv, ogg...)`, { cause: err }));
           }
+          // ffmpeg's own sanity limit on frame sizes (width × height under INT_MAX / 8): a header claiming more.
+          const huge = /Picture size (\d+)x(\d+) is invalid/.exec(stderr);
+          if (huge) return reject(new MediaError("INPUT_TOO_LARGE", `the input claims ${huge[1]}x${huge[2]} frames, larger than ffmpeg decodes`, { cause: err }));
           const detail = stderrTail(stderr, { global: [], inputs: [{ options: [], file }], outputs: [] }, 300);
           return reject(new MediaError("INPUT_UNREADABLE", `ffprobe could not read the input${detail ? `: ${detail}` : ""}`, { cause: err }));
         }

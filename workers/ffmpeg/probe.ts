@@ -50,9 +50,11 @@ export function parseProbe(json: unknown, fileSizeBytes: number, limits: InputLi
   if (isStillImage(video, formatName)) {
     throw unreadable(`the input is a still image (${video.codec_name}), not a video`);
   }
+  // Frame size first: a header claiming huge frames is refused as too large whatever else it lacks.
+  const size = displaySize(video);
+  if (size) checkDimensions(size, limits);
   const durationMs = durationOf(probe, video);
   if (!durationMs) throw unreadable("could not determine the input's duration");
-  const size = displaySize(video);
   if (!size) throw unreadable("could not determine the input's frame size");
 
   const info: MediaInfo = {
@@ -151,6 +153,10 @@ function checkLimits(info: MediaInfo, limits: InputLimits): void {
   if (info.durationMs > limits.maxDurationMs) {
     throw new MediaError("INPUT_TOO_LARGE", `the input is ${formatDuration(info.durationMs)} long; the limit is ${formatDuration(limits.maxDurationMs)}`);
   }
+  checkDimensions(info, limits);
+}
+
+function checkDimensions(info: { width: number; height: number }, limits: InputLimits): void {
   const long = Math.max(info.width, info.height);
   const short = Math.min(info.width, info.height);
   const maxLong = Math.max(limits.maxWidth, limits.maxHeight);
