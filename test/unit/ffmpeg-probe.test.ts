@@ -131,6 +131,13 @@ describe("parseProbe", () => {
     expectMediaError(() => parseProbe(coverOnly, 22, LIMITS), "INPUT_UNREADABLE", /only cover art/);
   });
 
+  it("refuses a header claiming frames over the limit as too large, even when it gives no duration", () => {
+    const y4m = { streams: [{ codec_type: "video", codec_name: "rawvideo", width: 16000, height: 16000, avg_frame_rate: "25/1" }], format: { format_name: "yuv4mpegpipe" } };
+    expectMediaError(() => parseProbe(y4m, 4096, LIMITS), "INPUT_TOO_LARGE", /^the input is 16000x16000; the limit is 3840x2160$/);
+    const small = { ...y4m, streams: [{ ...y4m.streams[0]!, width: 64, height: 64 }] };
+    expectMediaError(() => parseProbe(small, 4096, LIMITS), "INPUT_UNREADABLE", /duration/);
+  });
+
   it("refuses a single still image", () => {
     // ffprobe's real answer for a PNG: an image demuxer, no duration.
     const png = { streams: [{ codec_type: "video", codec_name: "png", width: 64, height: 48, avg_frame_rate: "25/1", disposition: { attached_pic: 0 } }], format: { format_name: "png_pipe" } };

@@ -56,7 +56,7 @@ const KEPT_ENV = ["PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "FON
  * ("[h264 @ …] error while decoding MB 13 13", "concealing 120 DC, ... errors in P frame"), or
  * packet data missing from a truncated file ("[mov,mp4,… @ …] stream 0, offset 0xee4a: partial file").
  */
-const DECODE_ERROR_LINE = /^Error while decoding stream #|\] error while decoding MB |\] concealing \d+ |\] stream \d+, offset 0x[0-9a-f]+: partial file$/;
+export const DECODE_ERROR_LINE = /^Error while decoding stream #|\] error while decoding MB |\] concealing \d+ |\] stream \d+, offset 0x[0-9a-f]+: partial file$/;
 
 /**
  * The MediaTools adapter: ffmpeg runs through fluent-ffmpeg, ffprobe through execFile. With
