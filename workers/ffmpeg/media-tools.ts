@@ -257,7 +257,7 @@ async function runCommand(located: LocatedMediaTools, limits: ProcessLimits, com
       }
       if (child.pid !== undefined && onStart) {
         try {
-          // setpriv execs ffmpeg in place: the pid is ffmpeg's.
+          // setpriv, prlimit, env and nice each exec the next in place: the pid is ffmpeg's.
           onStart({ pid: child.pid, argv: child.spawnargs.slice(argvStart) });
         } catch (error) {
           kill({ kind: "callback", error });
