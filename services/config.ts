@@ -69,6 +69,8 @@ export interface WorkerConfig {
   chunking: { minInputSeconds: number; chunkSeconds: number; maxConcurrent: number };
   /** Threads of each ffmpeg run (decoder, filters, encoders); 0 = ffmpeg's choice (every core). */
   ffmpegThreads: number;
+  /** rlimits and niceness of every ffmpeg/ffprobe process (workers/ffmpeg/types.ts ProcessLimits). */
+  processLimits: { cpuSeconds: number; memoryBytes: number; nice: number };
   /**
    * Credentials for direct s3:// and gs:// inputs, with the buckets they may be used on: every
    * organization can name these URLs, so the keys must not reach buckets of the operator's.
@@ -164,6 +166,11 @@ function loadWorkerConfig(env: Env): WorkerConfig {
     encodeTimeoutMinMs: integer(env, "RENDITION_ENCODE_TIMEOUT_MIN_S", 600, 1, 7 * 24 * 3600) * 1000,
     stuckAfterMs: integer(env, "RENDITION_STUCK_AFTER_S", 300, 1, 7 * 24 * 3600) * 1000,
     ffmpegThreads: integer(env, "RENDITION_FFMPEG_THREADS", 0, 0, 64),
+    processLimits: {
+      cpuSeconds: integer(env, "RENDITION_FFMPEG_CPU_LIMIT_S", 0, 0, 30 * 24 * 3600),
+      memoryBytes: integer(env, "RENDITION_FFMPEG_MEMORY_LIMIT_MB", 8192, 0, 1 << 24) * 2 ** 20,
+      nice: integer(env, "RENDITION_FFMPEG_NICE", 10, 0, 19),
+    },
     chunking: {
       minInputSeconds: integer(env, "RENDITION_CHUNK_MIN_INPUT_S", 120, 1, 7 * 24 * 3600),
       chunkSeconds: integer(env, "RENDITION_CHUNK_SECONDS", 60, 1, 3600),
