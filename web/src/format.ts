@@ -122,7 +122,7 @@ export function timeline(job: Job): TimelineStep[] {
   steps.push({
     label: "Probed",
     at: probed,
-    detail: ex && ex.probeDurationMs ? `probe ${formatDuration(ex.probeDurationMs)}` : undefined,
+    detail: probed && ex && ex.probeDurationMs ? `probe ${formatDuration(ex.probeDurationMs)}` : undefined,
     state: state(probed, job.status === JobStatus.PROBING || job.status === JobStatus.PENDING),
   });
   if (job.delayedStart) {
@@ -131,7 +131,7 @@ export function timeline(job: Job): TimelineStep[] {
   steps.push({
     label: "Started",
     at: started,
-    detail: ex && ex.queueDurationMs ? `queued ${formatDuration(ex.queueDurationMs)}` : undefined,
+    detail: started && ex && ex.queueDurationMs ? `queued ${formatDuration(ex.queueDurationMs)}` : undefined,
     state: state(started, false),
   });
   const endLabel = terminal ? statusLabel(job.status) : "Completed";
@@ -140,7 +140,7 @@ export function timeline(job: Job): TimelineStep[] {
   steps.push({
     label: endLabel,
     at: completed,
-    detail: [encode, upload].filter(Boolean).join(", ") || undefined,
+    detail: (completed && [encode, upload].filter(Boolean).join(", ")) || undefined,
     state: completed ? (failedLike ? "failed" : "done") : job.status === JobStatus.PROCESSING ? "current" : "pending",
   });
   return steps;

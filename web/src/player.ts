@@ -35,7 +35,7 @@ export async function attachPlayer(video: HTMLVideoElement, kind: PlayerKind, ur
   video.addEventListener("error", () => onError(`video element: ${video.error?.message || `MediaError ${video.error?.code}`}`), { once: true });
   video.src = url;
   return {
-    engine: "native",
+    engine: "native <video>",
     destroy: () => {
       video.removeAttribute("src");
       video.load();

@@ -39,9 +39,12 @@ export async function jobPage(ctx: PageContext, root: HTMLElement, id?: string):
   ctx.signal.addEventListener("abort", () => players.forEach((p) => p.destroy()));
   let mediaShown = false;
 
+  let shownStatus: JobStatus | undefined;
   const update = (next: Job) => {
     job = next;
-    renderActions();
+    // Only on a change of status: a progress event must not close an open "Yes, cancel" step.
+    if (job.status !== shownStatus) renderActions();
+    shownStatus = job.status;
     replace(live, jobState(job));
     if (isTerminal(job.status) && !mediaShown) {
       mediaShown = true;
@@ -207,7 +210,9 @@ function jobState(job: Job): HTMLElement[] {
 }
 
 function variantText(o: Output): string {
-  return o.video.map((v) => (v.width || v.height ? `${v.width || "auto"}×${v.height || "auto"}` : (VideoResolutionName(v.resolution) ?? "source"))).join(", ");
+  return o.video
+    .map((v) => (v.width && v.height ? `${v.width}×${v.height}` : v.height ? `${v.height}p` : v.width ? `${v.width} wide` : (VideoResolutionName(v.resolution) ?? "source")))
+    .join(", ");
 }
 
 function VideoResolutionName(r: number): string | undefined {

@@ -18,7 +18,8 @@ export async function jobsPage(ctx: PageContext, root: HTMLElement): Promise<voi
   const status = Number(ctx.params.get("status") ?? 0) as JobStatus;
   const query = ctx.params.get("q") ?? "";
   const cursor = ctx.params.get("cursor") ?? "";
-  const previous = (ctx.params.get("prev") ?? "").split(",").filter(Boolean);
+  // The cursors of the newer pages, newest first ("~" stands for the first page, which has none).
+  const previous = (ctx.params.get("prev") ?? "").split(",").filter(Boolean).map((c) => (c === "~" ? "" : c));
 
   const statusSelect = h(
     "select",
@@ -112,7 +113,7 @@ export async function jobsPage(ctx: PageContext, root: HTMLElement): Promise<voi
     const link = (label: string, c: string, prev: string[], rel: string) => {
       const p = new URLSearchParams(base);
       if (c) p.set("cursor", c);
-      if (prev.length) p.set("prev", prev.join(","));
+      if (prev.length) p.set("prev", prev.map((c) => c || "~").join(","));
       return h("a", { href: `#/jobs?${p}`, class: "button", rel }, label);
     };
     if (previous.length) pager.append(link("← Newer", previous.at(-1)!, previous.slice(0, -1), "prev"));

@@ -77,7 +77,7 @@ export async function queuePage(ctx: PageContext, root: HTMLElement): Promise<vo
         ),
       ),
       partial ? h("p", { class: "hint" }, `Counted from the newest ${MAX_PAGES * 100} jobs of each status.`) : null,
-      h("p", null, oldest ? ["Oldest pending job: ", h("a", { href: `#/jobs/${oldest.id}`, class: "mono" }, oldest.id), `, waiting ${formatDuration(now - (dateOf(oldest.createdAt)?.getTime() ?? now))}.`] : "Nothing is waiting."),
+      h("p", null, oldest ? ["Oldest pending job: ", h("a", { href: `#/jobs/${oldest.id}`, class: "mono" }, oldest.id), `, waiting ${formatDuration(now - (dateOf(oldest.createdAt)?.getTime() ?? now))}.`] : "No job is pending."),
     ),
     h(
       "section",
