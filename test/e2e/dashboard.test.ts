@@ -3,7 +3,7 @@
  * (the dashboard built the way `npm start` builds it), headless Chromium on http://HOST:PORT/,
  * sign-in with the banner's key and organization, a file uploaded and encoded from a preset with
  * the progress bar watched to 100 %, the output played, its sprite storyboard used to seek; a
- * JSON-editor job confirmed after its estimate and played in hls.js; a failed output's error
+ * JSON-editor job confirmed after its estimate and played in hls.js and dash.js; a failed output's error
  * code; Cancel; search, status filter and pagination; origins, presets and queue pages. Every page
  * is screenshotted into test-results/dashboard/ and checked with axe-core (no serious or critical
  * violations).
@@ -200,7 +200,7 @@ describe.sequential("web dashboard", () => {
     await snapshot("03-job-completed");
   }, 120_000);
 
-  it("creates a job from the JSON editor, shows its estimate, confirms it, and plays it in hls.js", async () => {
+  it("creates a job from the JSON editor, shows its estimate, confirms it, and plays it in hls.js and dash.js", async () => {
     const { job } = await rpc<{ job: { input_origin: { path: string } } }>("JobService/Get", { id: uploadedJob });
     await page.goto(`${baseUrl}/#/create`);
     const request = {
@@ -209,7 +209,7 @@ describe.sequential("web dashboard", () => {
       output_origin_id: credentials.local_origin_id,
       delayed_start: true,
       metadata: { suite: "dashboard", kind: "hls" },
-      outputs: [{ type: "OUTPUT_TYPE_HLS", video: [{ codec: "VIDEO_CODEC_H264", height: 240 }], segments: { duration_seconds: 2 } }],
+      outputs: [{ type: "OUTPUT_TYPE_ADAPTIVE", video: [{ codec: "VIDEO_CODEC_H264", height: 240 }, { codec: "VIDEO_CODEC_H264", height: 144 }], segments: { duration_seconds: 2 } }],
     };
     await page.getByLabel("Create request (JSON)").fill("{ not json");
     await page.getByRole("button", { name: "Create job from JSON" }).click();
@@ -235,6 +235,12 @@ describe.sequential("web dashboard", () => {
     await row.getByRole("link", { name: hlsJob }).click();
     const played = await waitForPlayback("video[data-output-id]", 1);
     expect(played.engine).toMatch(/^hls\.js 1\./);
+    // The adaptive output's MPD over the same segments, in dash.js.
+    await page.getByLabel("Play as").selectOption({ label: "DASH (dash.js)" });
+    await page.waitForSelector('video[data-engine^="dash.js"]', { timeout: 30_000 });
+    const dash = await waitForPlayback('video[data-engine^="dash.js"]', 1);
+    expect(dash.engine).toMatch(/^dash\.js 5\./);
+    await page.evaluate(() => document.querySelector<HTMLVideoElement>("video[data-output-id]")!.pause());
   }, 300_000);
 
   it("shows a failed output's error code and message", async () => {

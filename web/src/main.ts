@@ -45,6 +45,7 @@ function route(path: string): { page: Page; id?: string } | undefined {
 const main = document.getElementById("main")!;
 const nav = document.getElementById("nav")!;
 let current: AbortController | undefined;
+let firstRender = true;
 
 function parseHash(): { path: string; params: URLSearchParams } {
   const raw = location.hash.startsWith("#/") ? location.hash.slice(1) : "/jobs";
@@ -89,14 +90,18 @@ function render(): void {
   const session = loadSession();
   renderNav(path, session);
   replace(main);
+  const initial = firstRender;
+  firstRender = false;
   const title = (text: string) => {
     document.title = `${text} · Rendition`;
     const heading = h("h1", { tabindex: "-1" }, text);
     main.prepend(heading);
+    // After a route change, a screen reader starts at the new page's heading, not at the old link.
+    if (!initial) heading.focus({ preventScroll: true });
     return heading;
   };
   if (!session || path === "/signin") {
-    signIn(main, title, params.get("next") ?? "#/jobs");
+    signIn(main, title, params.get("next") ?? "#/jobs", initial);
     return;
   }
   const target = route(path);
@@ -117,7 +122,7 @@ function render(): void {
   });
 }
 
-function signIn(root: HTMLElement, title: (text: string) => HTMLHeadingElement, next: string): void {
+function signIn(root: HTMLElement, title: (text: string) => HTMLHeadingElement, next: string, focusKey: boolean): void {
   title("Sign in");
   const key = h("input", { name: "api_key", type: "password", autocomplete: "off", required: true, spellcheck: "false" });
   const org = h("input", { name: "organization_id", autocomplete: "off", required: true, spellcheck: "false" });
@@ -149,7 +154,7 @@ function signIn(root: HTMLElement, title: (text: string) => HTMLHeadingElement, 
       .catch((err: unknown) => replace(status, h("span", { class: "error" }, describeError(err).join("; "))));
   });
   root.append(form);
-  key.focus();
+  if (focusKey) key.focus();
 }
 
 window.addEventListener("hashchange", render);
