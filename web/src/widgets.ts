@@ -2,7 +2,7 @@
 import type { Job } from "../../gen/rendition/v1/job_pb.js";
 import { describeError } from "./api.js";
 import { h } from "./dom.js";
-import { isTerminal, statusClass, statusLabel } from "./format.js";
+import { statusClass, statusLabel } from "./format.js";
 import type { JobStatus } from "../../gen/rendition/v1/common_pb.js";
 
 export function statusBadge(status: JobStatus): HTMLSpanElement {
@@ -11,12 +11,11 @@ export function statusBadge(status: JobStatus): HTMLSpanElement {
 
 /** A labelled <progress> with its number beside it (the bar alone says nothing to a screen reader). */
 export function progressBar(job: Pick<Job, "id" | "progress" | "status">, label = `Progress of ${job.id}`): HTMLSpanElement {
-  const done = isTerminal(job.status);
   return h(
     "span",
     { class: "progress" },
     h("progress", { max: 100, value: job.progress, "aria-label": label, "data-job-progress": job.id }, `${job.progress} %`),
-    h("span", { class: "pct", "aria-hidden": "true" }, done ? `${job.progress} %` : `${job.progress} %`),
+    h("span", { class: "pct", "aria-hidden": "true" }, `${job.progress} %`),
   );
 }
 

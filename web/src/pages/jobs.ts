@@ -121,7 +121,12 @@ export async function jobsPage(ctx: PageContext, root: HTMLElement): Promise<voi
   }
 
   // Live progress: Watch each unfinished job (a few at a time), replacing its row on every event.
-  const waiting = jobs.filter((j) => !isTerminal(j.status)).map((j) => j.id);
+  // Jobs that move on their own first: one awaiting confirmation changes only when someone acts.
+  const urgency = (s: JobStatus) => (s === JobStatus.PROCESSING ? 0 : s === JobStatus.AWAITING_CONFIRMATION ? 2 : 1);
+  const waiting = jobs
+    .filter((j) => !isTerminal(j.status))
+    .sort((a, b) => urgency(a.status) - urgency(b.status))
+    .map((j) => j.id);
   const watchNext = async (): Promise<void> => {
     const id = waiting.shift();
     if (!id) return;
