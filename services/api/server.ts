@@ -9,6 +9,7 @@ import { withEnumAliases } from "./enum-aliases.js";
 import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
 import { plainJsonStreaming } from "./json-watch.js";
+import { serveDashboard } from "./web-routes.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
 export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"> {
@@ -90,7 +91,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       if (--inFlight === 0) drained?.();
     });
     if (req instanceof http.IncomingMessage) closeIfAnsweredEarly(req, res as http.ServerResponse);
-    if (files(req, res)) return;
+    if (files(req, res) || serveDashboard(req, res)) return;
     if (jsonStreams.accepts(req)) jsonStreams.handle(req, res);
     else connect(req as never, res as never);
   };
