@@ -102,6 +102,26 @@ let clients: Array<Client<typeof JobService>> = [];
 
 /** Every process started, for the logs written at the end (a restarted name gets a new entry). */
 const started: Proc[] = [];
+/** Processes the script stopped; any other that exited crashed. */
+const stoppedByUs = new Set<Proc>();
+const crashReported = new Set<Proc>();
+
+/** Processes that exited on their own since the last look (noted as crashes), restarted so the next scenario has the whole fleet. */
+async function reapCrashes(s: ScenarioState): Promise<number> {
+  const crashed = started.filter((p) => !alive(p) && !stoppedByUs.has(p) && !crashReported.has(p));
+  for (const p of crashed) {
+    crashReported.add(p);
+    const exit = p.proc.child.exitCode ?? p.proc.child.signalCode;
+    const why = p.proc.stderr.split("\n").find((l) => /^(Error|\w*Error:|fatal)/.test(l.trim())) ?? p.proc.stderr.trim().split("\n").at(-1) ?? "";
+    s.notes.push(`crashed: ${p.name} (pid ${p.proc.child.pid}) exited ${exit} on its own: ${why.trim().slice(0, 200)}`);
+  }
+  for (const p of crashed) {
+    if (procs.get(p.name) !== p) continue; // already replaced
+    if (p.role === "api") await startApi(Number(p.name.slice(3)) - 1);
+    else await startWorker(p.name, p.prefix);
+  }
+  return crashed.length;
+}
 function writeLogs(dir: string): void {
   mkdirSync(dir, { recursive: true });
   const count = new Map<string, number>();
@@ -126,6 +146,7 @@ function alive(p: Proc): boolean {
 
 /** SIGKILL (or `signal`) to the whole process group: the node process and its ffmpeg children. */
 async function killGroup(p: Proc, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+  stoppedByUs.add(p);
   if (!alive(p)) return;
   try {
     process.kill(-p.proc.child.pid!, signal);
@@ -478,12 +499,14 @@ interface Result {
   hangs: number;
   badOutageAnswers: number;
   recoveryS: number | null;
+  /** Processes (API or worker) that exited on their own. */
+  crashed: number;
   elapsedS: number;
   pass: boolean;
   notes: string[];
 }
 
-async function verify(s: ScenarioState, rows: JobRow[], startedAt: number): Promise<Result> {
+async function verify(s: ScenarioState, rows: JobRow[], startedAt: number, crashed: number): Promise<Result> {
   const notes = s.notes;
   const byKey = new Map<string, JobRow[]>();
   for (const r of rows) byKey.set(r.idempotency_key, [...(byKey.get(r.idempotency_key) ?? []), r]);
@@ -608,7 +631,7 @@ async function verify(s: ScenarioState, rows: JobRow[], startedAt: number): Prom
 
   const failedCount = Object.values(failed).reduce((a, b) => a + b, 0);
   const pass =
-    lost + duplicateJobs + failedCount + stuck + finishedTwice + invalidOutput + eventsMissing + eventsDuplicate + watchStale + watchWrong + hangs + bad.length === 0 &&
+    crashed + lost + duplicateJobs + failedCount + stuck + finishedTwice + invalidOutput + eventsMissing + eventsDuplicate + watchStale + watchWrong + hangs + bad.length === 0 &&
     (s.outage === undefined || recoveryS !== null);
   return {
     scenario: s.name,
@@ -631,6 +654,7 @@ async function verify(s: ScenarioState, rows: JobRow[], startedAt: number): Prom
     hangs,
     badOutageAnswers: bad.length,
     recoveryS,
+    crashed,
     elapsedS: Math.round((Date.now() - startedAt) / 1000),
     pass,
     notes,
@@ -692,7 +716,8 @@ async function runScenario(s: ScenarioState, fault: (stop: AbortSignal, faultOve
   const rows = await settle(s, Date.now() + SETTLE_MS);
   await drainEvents(s, rows);
   stop.abort();
-  const result = await verify(s, rows, startedAt);
+  const crashed = await reapCrashes(s);
+  const result = await verify(s, rows, startedAt, crashed);
   log(`scenario ${s.name}: ${result.pass ? "PASS" : "FAIL"} (${result.completed}/${result.accepted} completed in ${result.elapsedS} s)`);
   for (const note of result.notes) log(`  ${note}`);
   return result;
@@ -825,7 +850,7 @@ function table(results: Result[]): string {
     }
     return `${fmt(byCode)}; max ${r.outageMaxMs} ms`;
   };
-  const head = ["scenario", "submitted", "accepted", "completed", "failed", "stuck", "lost", "dup jobs", "finished twice", "invalid output", "events dup/missing", "watch stale/wrong (max lag)", "API during fault", "hangs", "recovery", "result"];
+  const head = ["scenario", "submitted", "accepted", "completed", "failed", "stuck", "lost", "dup jobs", "finished twice", "invalid output", "events dup/missing", "watch stale/wrong (max lag)", "API during fault", "hangs", "recovery", "crashed", "result"];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
   for (const r of results) {
     lines.push(
@@ -845,6 +870,7 @@ function table(results: Result[]): string {
         outageSummary(r),
         r.hangs,
         r.recoveryS === null ? "–" : `${r.recoveryS} s`,
+        r.crashed,
         r.pass ? "PASS" : "FAIL",
       ].join(" | ")} |`,
     );
