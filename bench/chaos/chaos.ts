@@ -334,6 +334,8 @@ interface WatchRecord {
   jobId: string;
   events: Array<{ t: number; event: WatchEvent; status: JobStatus }>;
   errors: Map<string, number>;
+  /** When each error came (the ones during the fault are counted with the probes). */
+  errorTimes: Array<{ t: number; code: string }>;
   reconnects: number;
   terminalAt?: number;
   terminalStatus?: JobStatus;
@@ -342,7 +344,7 @@ interface WatchRecord {
 
 /** Watches a job to its end, reconnecting (to the next API) whenever the stream breaks. */
 function watchJob(s: ScenarioState, jobId: string, stop: AbortSignal, api = 0): WatchRecord {
-  const rec: WatchRecord = { jobId, events: [], errors: new Map(), reconnects: 0, terminalEvents: 0 };
+  const rec: WatchRecord = { jobId, events: [], errors: new Map(), errorTimes: [], reconnects: 0, terminalEvents: 0 };
   s.watches.push(rec);
   void (async () => {
     while (!stop.aborted) {
@@ -359,7 +361,9 @@ function watchJob(s: ScenarioState, jobId: string, stop: AbortSignal, api = 0): 
         bump(rec.errors, "ended_without_terminal");
       } catch (error) {
         if (stop.aborted) return;
-        bump(rec.errors, codeOf(error));
+        const code = codeOf(error);
+        bump(rec.errors, code);
+        rec.errorTimes.push({ t: Date.now(), code });
       }
       rec.reconnects += 1;
       api = (api + 1) % clients.length;
@@ -615,7 +619,12 @@ async function verify(s: ScenarioState, rows: JobRow[], startedAt: number, crash
   }
 
   // API answers while the fault lasted.
-  const during = s.outage ? s.probes.filter((p) => p.t >= s.outage!.start && p.t <= s.outage!.end) : [];
+  const inFault = (t: number) => !!s.outage && t >= s.outage.start && t <= s.outage.end;
+  // Probes, plus the errors that broke open Watches during the fault (a reconnect is not an error; a Watch ending `internal` is).
+  const during = [
+    ...s.probes.filter((p) => inFault(p.t)),
+    ...s.watches.flatMap((w) => w.errorTimes.filter((e) => inFault(e.t)).map((e) => ({ t: e.t, rpc: "Watch", code: e.code, ms: 0 }))),
+  ];
   const outage: Record<string, number> = {};
   for (const p of during) outage[`${p.rpc}:${p.code}`] = (outage[`${p.rpc}:${p.code}`] ?? 0) + 1;
   const hangs = during.filter((p) => p.code === "hang").length;
