@@ -13,8 +13,8 @@
  *              other API) and during open Watches (which reconnect), then restarted
  *   e  netns   a worker inside a network namespace (veth pair, private /30) cut off from NATS and
  *              PostgreSQL while it encodes (`ip link set down`), then reconnected
- * Options: --quick (scenario a only, small: under a minute), --scenarios a,b,..., --jobs N,
- * --workers N, --outage S, --keep (keep the run directory and logs).
+ * Options: --quick (scenario a only, small), --scenarios a,b,..., --jobs N, --workers N,
+ * --outage S, --nats-signal KILL|TERM (how b stops NATS), --keep (keep the run directory and logs).
  *
  * Prints one row per scenario and exits 1 when any job was lost, stuck, failed, finished twice or
  * left invalid output, any event was missing or doubled, or the API answered `internal`/`unknown`
@@ -49,6 +49,7 @@ const { values: opts } = parseArgs({
     workers: { type: "string" },
     outage: { type: "string" },
     keep: { type: "boolean", default: false },
+    "nats-signal": { type: "string", default: "KILL" },
   },
 });
 const QUICK = opts.quick!;
@@ -56,6 +57,8 @@ const SCENARIOS = (opts.scenarios ?? (QUICK ? "a" : "a,b,c,d,e")).split(",").map
 const JOBS = Number(opts.jobs ?? (QUICK ? 4 : 10));
 const WORKERS = Number(opts.workers ?? (QUICK ? 2 : 3));
 const OUTAGE_MS = Number(opts.outage ?? 8) * 1000;
+const NATS_SIGNAL = `SIG${opts["nats-signal"]!.toUpperCase().replace(/^SIG/, "")}`;
+if (NATS_SIGNAL !== "SIGKILL" && NATS_SIGNAL !== "SIGTERM") throw new Error("--nats-signal is KILL or TERM");
 const LEASE_MS = 3000;
 const CLIENT_TIMEOUT_MS = 5000;
 const PROBE_EVERY_MS = 200;
@@ -762,12 +765,12 @@ const SCENARIO_RUNS: Record<string, () => Promise<Result>> = {
     });
   },
   b: () => {
-    const s = newScenario("b", `nats-server SIGKILLed for ${OUTAGE_MS / 1000} s mid-run, restarted on the same store`);
+    const s = newScenario("b", `nats-server stopped (${NATS_SIGNAL}) for ${OUTAGE_MS / 1000} s mid-run, restarted on the same store`);
     return runScenario(s, async (stop, faultOver) => {
       const submitting = submitJobs(s, JOBS, stop);
       await for_(2500);
       s.outage = { start: Date.now(), end: 0 };
-      await nats.stop("SIGKILL");
+      await nats.stop(NATS_SIGNAL as "SIGKILL" | "SIGTERM");
       await for_(OUTAGE_MS);
       await nats.start();
       s.outage.end = Date.now();
