@@ -32,6 +32,9 @@ export function connectPostgres(url: string, maxConnections = 10, queryTimeoutMs
   });
   // An idle client can lose its connection (server restart); log instead of crashing the process.
   pool.on("error", (err) => console.error("postgres pool error:", err.message));
+  // A checked-out client whose connection dies (server restart mid-query) emits "error" on itself,
+  // not on the pool, and an unheard "error" event kills the process. Its query fails anyway.
+  pool.on("connect", (client) => client.on("error", (err) => console.error("postgres connection lost:", err.message)));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, kind: "postgres", close: () => db.destroy() };
 }
