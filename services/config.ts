@@ -31,6 +31,8 @@ export interface Config {
   natsUrl?: string;
   /** Prefix of every NATS subject and stream name, so installs (or tests) can share a server. */
   natsPrefix: string;
+  /** JetStream replicas of the work stream (RENDITION_NATS_REPLICAS). */
+  natsReplicas: number;
   worker: WorkerConfig;
   webhooks: WebhookConfig;
   /**
@@ -225,6 +227,7 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: integer(env, "RENDITION_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     natsUrl: natsUrl(env),
     natsPrefix: natsPrefix(env),
+    natsReplicas: integer(env, "RENDITION_NATS_REPLICAS", 1, 1, 5),
     worker: loadWorkerConfig(env),
     webhooks: {
       pollMs: integer(env, "RENDITION_WEBHOOK_POLL_MS", 1000, 10, 60_000),

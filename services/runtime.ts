@@ -52,7 +52,7 @@ export async function openMessaging(config: Config, role: string, log: Log): Pro
   }
   const nc: NatsConnection = await connectNats(config.natsUrl, { name: `rendition-${role}` });
   try {
-    const queue = await createNatsWorkQueue(nc, { ...queueOptions, prefix: config.natsPrefix, onError: (err) => log("queue: retrying after an error", err) });
+    const queue = await createNatsWorkQueue(nc, { ...queueOptions, prefix: config.natsPrefix, replicas: config.natsReplicas, onError: (err) => log("queue: retrying after an error", err) });
     const events = createNatsEventBus(nc, { prefix: config.natsPrefix });
     log(`queue: NATS JetStream at ${redactNatsUrl(config.natsUrl)} (prefix ${config.natsPrefix})`);
     return {
