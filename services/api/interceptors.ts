@@ -23,7 +23,7 @@ import {
   type FieldViolation,
 } from "../common/errors.js";
 import { interceptedKey, requestReadError } from "./request-decoding.js";
-import { textViolations } from "./text-rules.js";
+import { nulViolations } from "./nul-strings.js";
 
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
 /** Set instead of failing for requests whose handler adds database checks to the same answer. */
@@ -130,7 +130,7 @@ export function validationInterceptor(checks: Map<DescMessage, SemanticCheck>, d
         violations.push({ field: pathToString(v.field), rule: v.ruleId, message: v.forKey ? `key ${v.message}` : v.message });
       }
     }
-    addViolations(violations, textViolations(schema, message));
+    addViolations(violations, nulViolations(schema, message));
     const check = checks.get(schema);
     if (check) addViolations(violations, check(message));
     if (violations.length && !deferred.has(schema)) throw invalidArgument(violations);

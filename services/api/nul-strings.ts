@@ -2,34 +2,24 @@ import { ScalarType, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { echo, type FieldViolation } from "../common/errors.js";
 
-/** With the u flag, \p{Cs} matches only surrogates that are not half of a pair. */
-const UNPAIRED_SURROGATE = /\p{Cs}/u;
-
 /**
- * Every string of every request must be text PostgreSQL can store as it was sent:
+ * No string of a request may contain NUL (U+0000): PostgreSQL `text` and `jsonb` cannot hold it
+ * ("invalid byte sequence for encoding UTF8: 0x00"), so `{"id": "a\u0000b"}` used to reach the
+ * database and answer `internal`. One violation per offending string, map keys included, by
+ * field path as protovalidate names them.
  *
- * - no NUL (U+0000): PostgreSQL `text` and `jsonb` cannot hold it ("invalid byte sequence for
- *   encoding UTF8: 0x00"), so `{"id": "a\u0000b"}` used to reach the database and answer `internal`;
- * - well-formed Unicode: a JSON `\uD800` escape without its pair is valid JSON but no character;
- *   node-postgres would write it as U+FFFD, storing something other than what was sent. (Binary
- *   protobuf is checked by protobuf-es itself, which refuses invalid UTF-8 in proto3 strings, and
- *   JSON bodies by the strict UTF-8 decoder in enum-aliases.ts.)
- *
- * Map keys count, and so do the strings inside well-known types (a Struct's keys and values go
- * to `jsonb`). One violation per offending string, by field path, as protovalidate names them.
+ * (The rest of "a string is text" is checked before: protobuf-es refuses invalid UTF-8 in binary
+ * proto3 strings and an unpaired surrogate escape such as `"\uD800"` in JSON strings, and the
+ * strict UTF-8 decoder in enum-aliases.ts refuses a JSON body that is not UTF-8.)
  */
-export function textViolations(schema: DescMessage, message: Message): FieldViolation[] {
+export function nulViolations(schema: DescMessage, message: Message): FieldViolation[] {
   const violations: FieldViolation[] = [];
   walk(reflect(schema, message), "", violations);
   return violations;
 }
 
 function check(value: string, path: string, violations: FieldViolation[], what = "") {
-  if (value.includes("\u0000")) {
-    violations.push({ field: path, rule: "string.no_nul", message: `${what}must not contain the NUL character (U+0000)` });
-  } else if (UNPAIRED_SURROGATE.test(value)) {
-    violations.push({ field: path, rule: "string.well_formed", message: `${what}must be well-formed Unicode (it has an unpaired surrogate)` });
-  }
+  if (value.includes("\u0000")) violations.push({ field: path, rule: "string.no_nul", message: `${what}must not contain the NUL character (U+0000)` });
 }
 
 function walk(message: ReflectMessage, prefix: string, violations: FieldViolation[]) {
@@ -44,9 +34,8 @@ function walk(message: ReflectMessage, prefix: string, violations: FieldViolatio
         walk(message.get(field), path, violations);
         break;
       case "list": {
-        const list = message.get(field);
         let i = 0;
-        for (const item of list) {
+        for (const item of message.get(field)) {
           if (field.listKind === "message") walk(item as ReflectMessage, `${path}[${i}]`, violations);
           else if (field.listKind === "scalar" && field.scalar === ScalarType.STRING) check(item as string, `${path}[${i}]`, violations);
           i++;
