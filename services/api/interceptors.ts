@@ -20,6 +20,7 @@ import {
   PermissionDeniedError,
   UnauthenticatedError,
   describeViolations,
+  echo,
   type FieldViolation,
 } from "../common/errors.js";
 import { interceptedKey, requestReadError } from "./request-decoding.js";
@@ -127,7 +128,9 @@ export function validationInterceptor(checks: Map<DescMessage, SemanticCheck>, d
     if (result.kind === "error") throw result.error;
     if (result.kind === "invalid") {
       for (const v of result.error.violations) {
-        violations.push({ field: pathToString(v.field), rule: v.ruleId, message: v.forKey ? `key ${v.message}` : v.message });
+        // A map key is part of the path: a caller's 100 KB key is echoed cut short.
+        const field = v.field.map((item) => (item.kind === "map_sub" && typeof item.key === "string" ? { ...item, key: echo(item.key) } : item));
+        violations.push({ field: pathToString(field), rule: v.ruleId, message: v.forKey ? `key ${v.message}` : v.message });
       }
     }
     addViolations(violations, nulViolations(schema, message));
