@@ -80,9 +80,10 @@ describe("a protobuf body that does not decode", () => {
     }
   });
 
-  it("a bit-flipped message never answers internal or unknown (every single-bit flip of a Get)", async () => {
+  it("a bit-flipped message never answers internal or unknown (single-bit flips of a Get)", async () => {
     const seen = new Set<string>();
-    const bits = Array.from({ length: validGet.length * 8 }, (_, bit) => bit);
+    // Every bit of the tag, the length and the first character; the lowest bit of each later byte.
+    const bits = [...Array.from({ length: 24 }, (_, bit) => bit), ...Array.from({ length: validGet.length - 3 }, (_, i) => (i + 3) * 8)];
     for (let from = 0; from < bits.length; from += 16) {
       await Promise.all(
         bits.slice(from, from + 16).map(async (bit) => {
