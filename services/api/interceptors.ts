@@ -23,7 +23,7 @@ import {
   echo,
   type FieldViolation,
 } from "../common/errors.js";
-import { interceptedKey, requestReadError } from "./request-decoding.js";
+import { requestReadError } from "./request-decoding.js";
 import { nulViolations } from "./nul-strings.js";
 
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
@@ -73,8 +73,6 @@ export function toConnectError(err: unknown, log: (msg: string, err: unknown) =>
 /** Outermost: maps domain errors (also those thrown while a stream is being read) to Connect codes. */
 export function errorInterceptor(log: (msg: string, err: unknown) => void): Interceptor {
   return (next) => async (req) => {
-    // Tells refuseUndecodableRequests (request-decoding.ts) that Connect could read this request.
-    req.contextValues.set(interceptedKey, true);
     try {
       const res = await next(req);
       if (!res.stream) return res;

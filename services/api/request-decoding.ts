@@ -1,4 +1,4 @@
-import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, createContextValues, type Interceptor } from "@connectrpc/connect";
 import {
   compressedFlag,
   createAsyncIterable,
@@ -27,7 +27,7 @@ import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect
  * `requestReadError`.
  *
  * Which answers are rewritten is decided by where they came from, not by their message: the
- * outermost interceptor marks the call (`interceptedKey`); an `internal` answer to a call that
+ * outermost interceptor (`markRequestRead`) marks the call; an `internal` answer to a call that
  * never reached it was produced while Connect read the request (the service code, which could
  * fail for its own reasons, runs inside the interceptors), and becomes `invalid_argument` with
  * the same message. Answers of calls that reached the interceptors pass through untouched.
@@ -35,6 +35,12 @@ import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect
 
 /** Set by the outermost interceptor: Connect read the request, the call reached our code. */
 export const interceptedKey = createContextKey<boolean>(false, { description: "the request reached the interceptors" });
+
+/** Must be the first (outermost) interceptor: marks the call as read, for refuseUndecodableRequests. */
+export const markRequestRead: Interceptor = (next) => (req) => {
+  req.contextValues.set(interceptedKey, true);
+  return next(req);
+};
 
 const INVALID_BASE64 = "message: the query parameter is not valid base64 (base64=1: the URL-safe alphabet, padding optional)";
 /** protobuf-es's base64Decode reads both alphabets and skips whitespace; a space here is a '+' the URL did not escape. */
