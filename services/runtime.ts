@@ -116,7 +116,7 @@ export function startWebhookDispatcher(app: App, config: Config, log: Log, relay
  * ffmpeg adapter (the benchmarks' instrumented or no-op doubles).
  */
 export async function startWorker(app: App, messaging: Messaging, config: Config, log: Log, tools?: MediaTools): Promise<{ worker: EncoderWorker; tools: MediaTools }> {
-  tools ??= createMediaTools(await locateMediaTools(process.env));
+  tools ??= createMediaTools(await locateMediaTools(process.env), { limits: config.worker.processLimits });
   log(`encoder: ${tools.description}; ffprobe ${tools.ffprobePath}`);
   // Asked once, here: a build without an encoder fails those outputs with CODEC_UNSUPPORTED.
   log(`encoder: ${describeCapabilities(await tools.capabilities())}`);

@@ -10,6 +10,7 @@ import {
 } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { authenticate, type Caller } from "../auth/authenticate.js";
 import type { AuthRepository } from "../auth/auth.repository.js";
+import { isDatabaseUnavailable } from "../db/unavailable.js";
 import {
   addViolations,
   AlreadyExistsError,
@@ -66,6 +67,10 @@ export function toConnectError(err: unknown, log: (msg: string, err: unknown) =>
   if (err instanceof InvalidArgumentError) return invalidArgument(err.violations, err);
   for (const [type, code] of CODES) if (err instanceof type) return new ConnectError(err.message, code, undefined, undefined, err);
   if (err instanceof ConnectError) return err;
+  if (isDatabaseUnavailable(err)) {
+    log("database unavailable", err);
+    return new ConnectError("the database is unavailable; retry with backoff", Code.Unavailable, undefined, undefined, err);
+  }
   log("internal error", err);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }

@@ -10,6 +10,7 @@ import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
 import { plainJsonStreaming } from "./json-watch.js";
 import { markRequestRead, refuseUndecodableRequests } from "./request-decoding.js";
+import { serveDashboard } from "./web-routes.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
 export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"> {
@@ -35,6 +36,19 @@ const MAX_REQUEST_BYTES = 1024 * 1024;
 const COMPRESS_MIN_BYTES = 16 * 1024;
 /** A connection that sends nothing is dropped after this long (before HTTP's own timeouts apply). */
 const FIRST_BYTE_TIMEOUT_MS = 30_000;
+
+/**
+ * A request answered before its body was read (too large, refused early) would leave the rest of
+ * its body on the keep-alive connection, stalling the client's next request on it: such an
+ * answer says `Connection: close`, and Node closes the connection once it is sent.
+ */
+function closeIfAnsweredEarly(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (!req.complete && !res.headersSent) res.setHeader("connection", "close");
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
+}
 
 /**
  * One port for the Connect protocol (JSON and binary), gRPC and gRPC-Web over HTTP/1.1 and
@@ -80,7 +94,8 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     res.on("close", () => {
       if (--inFlight === 0) drained?.();
     });
-    if (files(req, res)) return;
+    if (req instanceof http.IncomingMessage) closeIfAnsweredEarly(req, res as http.ServerResponse);
+    if (files(req, res) || serveDashboard(req, res)) return;
     if (jsonStreams.accepts(req)) jsonStreams.handle(req, res);
     else connect(req as never, res as never);
   };
