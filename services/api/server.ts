@@ -9,6 +9,7 @@ import { withEnumAliases } from "./enum-aliases.js";
 import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
 import { plainJsonStreaming } from "./json-watch.js";
+import { markRequestRead, refuseUndecodableRequests } from "./request-decoding.js";
 import { serveDashboard } from "./web-routes.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
@@ -62,9 +63,12 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     // Every method also reads the reference's lower-case enum spellings in JSON (enum-aliases.ts).
     routes: (router) => {
       routes({ ...options, shutdownSignal: shutdown.signal })(withEnumAliases(router, jsonOptions));
+      // A unary request Connect cannot decode is invalid_argument, not internal (request-decoding.ts).
+      router.handlers.splice(0, router.handlers.length, ...router.handlers.map(refuseUndecodableRequests));
       handlers = router.handlers;
     },
-    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
+    // markRequestRead first: everything inside it runs only for a request Connect could read.
+    interceptors: [markRequestRead, errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
     jsonOptions,
     // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
     // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
