@@ -338,7 +338,7 @@ interface WatchRecord {
   events: Array<{ t: number; event: WatchEvent; status: JobStatus }>;
   errors: Map<string, number>;
   /** When each error came (the ones during the fault are counted with the probes). */
-  errorTimes: Array<{ t: number; code: string }>;
+  errorTimes: Array<{ t: number; code: string; message: string }>;
   reconnects: number;
   terminalAt?: number;
   terminalStatus?: JobStatus;
@@ -366,7 +366,7 @@ function watchJob(s: ScenarioState, jobId: string, stop: AbortSignal, api = 0): 
         if (stop.aborted) return;
         const code = codeOf(error);
         bump(rec.errors, code);
-        rec.errorTimes.push({ t: Date.now(), code });
+        rec.errorTimes.push({ t: Date.now(), code, message: ConnectError.from(error).rawMessage.slice(0, 200) });
       }
       rec.reconnects += 1;
       api = (api + 1) % clients.length;
@@ -626,13 +626,16 @@ async function verify(s: ScenarioState, rows: JobRow[], startedAt: number, crash
   // Probes, plus the errors that broke open Watches during the fault (a reconnect is not an error; a Watch ending `internal` is).
   const during = [
     ...s.probes.filter((p) => inFault(p.t)),
-    ...s.watches.flatMap((w) => w.errorTimes.filter((e) => inFault(e.t)).map((e) => ({ t: e.t, rpc: "Watch", code: e.code, ms: 0 }))),
+    ...s.watches.flatMap((w) => w.errorTimes.filter((e) => inFault(e.t)).map((e) => ({ t: e.t, rpc: "Watch", code: e.code, ms: 0, message: e.message }))),
   ];
   const outage: Record<string, number> = {};
   for (const p of during) outage[`${p.rpc}:${p.code}`] = (outage[`${p.rpc}:${p.code}`] ?? 0) + 1;
   const hangs = during.filter((p) => p.code === "hang").length;
   const bad = during.filter((p) => p.code === "internal" || p.code === "unknown");
-  if (bad.length) notes.push(`API answered ${bad.length} × internal/unknown during the outage (${[...new Set(bad.map((p) => p.rpc))].join(", ")})`);
+  if (bad.length) {
+    const messages = [...new Set(bad.map((p) => ("message" in p ? `: ${String(p.message)}` : "")))].join("; ");
+    notes.push(`API answered ${bad.length} × internal/unknown during the outage (${[...new Set(bad.map((p) => p.rpc))].join(", ")})${messages}`);
+  }
   const outageMaxMs = during.reduce((m, p) => Math.max(m, p.ms), 0);
 
   let recoveryS: number | null = null;
@@ -814,6 +817,9 @@ const SCENARIO_RUNS: Record<string, () => Promise<Result>> = {
       await for_(3000);
       await startApi(0);
       s.outage.end = Date.now();
+      // Jobs through the restarted API: their completion is the recovery (the earlier ones may
+      // all have finished during the outage, since workers do not need the API).
+      await Promise.all(Array.from({ length: 2 }, (_, i) => createWithRetry(s, `${s.keyPrefix}after-${i}`, { api: 0 })));
       await faultOver();
       const reconnected = s.watches.filter((w) => w.reconnects > 0).length;
       s.notes.push(`${reconnected} of ${s.watches.length} Watches reconnected after the kill`);
