@@ -66,6 +66,7 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
         checkDatabase: () => checkDatabase(app.database),
         log,
         shutdownTimeoutMs: config.shutdownTimeoutMs,
+        rateLimit: config.limits,
       })
     : undefined;
   if (server) {

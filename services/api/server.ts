@@ -9,6 +9,7 @@ import { withEnumAliases } from "./enum-aliases.js";
 import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
 import { plainJsonStreaming } from "./json-watch.js";
+import { rateLimitInterceptor, type RateLimitSettings } from "./rate-limit.js";
 import { serveDashboard } from "./web-routes.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
@@ -20,6 +21,8 @@ export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"
   shutdownTimeoutMs: number;
   /** Told the listening address, for signed URLs when RENDITION_PUBLIC_URL is unset. */
   publicUrl?: { listening(host: string, port: number): void };
+  /** Per-organization request rate (rate-limit.ts); unset or 0 rps: unlimited. */
+  rateLimit?: RateLimitSettings;
 }
 
 export interface ApiServer {
@@ -64,7 +67,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       routes({ ...options, shutdownSignal: shutdown.signal })(withEnumAliases(router, jsonOptions));
       handlers = router.handlers;
     },
-    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
+    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys, options.log), rateLimitInterceptor(options.rateLimit), validationInterceptor(semanticChecks, deferredValidation)],
     jsonOptions,
     // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
     // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
