@@ -8,7 +8,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -95,7 +95,6 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (process.env.RENDITION_TEST_LOGS) for (const [i, p] of [api, ...workers].entries()) if (p) writeFileSync(`${process.env.RENDITION_TEST_LOGS}/p${i}.log`, p.output);
   await killAllChildren();
   if (env?.RENDITION_NATS_PREFIX) {
     const nc = await connectNats(inject("natsUrl"), { name: "e2e-cleanup" });
