@@ -125,7 +125,8 @@ export class EncoderWorker {
     this.draining.abort();
     const slots = Promise.all(this.slots);
     if (graceMs > 0 && this.running.size > 0) {
-      this.deps.log(`worker: ${plural(this.running.size, "running job")}; waiting up to ${graceMs} ms for them to finish before handing them back`);
+      const them = this.running.size === 1 ? "it" : "them";
+      this.deps.log(`worker: ${plural(this.running.size, "running job")}; waiting up to ${graceMs} ms for ${them} to finish before handing ${them} back`);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([slots, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
       clearTimeout(timer);
