@@ -10,6 +10,7 @@ import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
 import { plainJsonStreaming } from "./json-watch.js";
 import { markRequestRead, refuseUndecodableRequests } from "./request-decoding.js";
+import { rateLimitInterceptor, type RateLimitSettings } from "./rate-limit.js";
 import { serveDashboard } from "./web-routes.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
@@ -21,6 +22,8 @@ export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"
   shutdownTimeoutMs: number;
   /** Told the listening address, for signed URLs when RENDITION_PUBLIC_URL is unset. */
   publicUrl?: { listening(host: string, port: number): void };
+  /** Per-organization request rate (rate-limit.ts); unset or 0 rps: unlimited. */
+  rateLimit?: RateLimitSettings;
 }
 
 export interface ApiServer {
@@ -68,7 +71,13 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       handlers = router.handlers;
     },
     // markRequestRead first: everything inside it runs only for a request Connect could read.
-    interceptors: [markRequestRead, errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
+    interceptors: [
+      markRequestRead,
+      errorInterceptor(options.log),
+      authInterceptor(options.keys, options.log),
+      rateLimitInterceptor(options.rateLimit),
+      validationInterceptor(semanticChecks, deferredValidation),
+    ],
     jsonOptions,
     // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
     // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
