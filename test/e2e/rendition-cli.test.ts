@@ -7,7 +7,7 @@
  * (tmux), read back with `tmux capture-pane`.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -348,18 +348,23 @@ describe("rendition CLI: jobs", () => {
 });
 
 describe("rendition CLI in a terminal (tmux)", () => {
-  it("draws the upload and a live progress bar per job in place, which reaches 100 %", async () => {
+  it("runs the README's first CLI command: the upload and a live progress bar drawn in place, which reaches 100 %", async () => {
     const tmux = (args: string[]) =>
       new Promise<string>((resolve, reject) =>
         execFile("tmux", ["-L", socket, ...args], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`tmux ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout))),
       );
     const socket = `rendition-cli-test-${process.pid}`;
-    const workDir = join(root, "tty");
-    mkdirSync(workDir, { recursive: true });
-    const env = Object.entries({ RENDITION_URL: baseUrl, RENDITION_DATA_DIR: dataDir })
+    // The README's first command, as typed in the clone after `npm start` (here: the directory
+    // whose ./data the server writes; `npx rendition` is this clone's bin).
+    const readme = readFileSync(join(REPO, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("## CLI"));
+    const typed = section.match(/```sh\n(npx rendition submit [^\n#]*?)\s*(#[^\n]*)?\n/)![1]!;
+    expect(typed).toBe("npx rendition submit data/storage/sample.mp4 --resolution 480p --watch");
+    const workDir = root;
+    const env = Object.entries({ RENDITION_URL: baseUrl })
       .map(([k, v]) => `${k}='${v}'`)
       .join(" ");
-    const command = `cd '${workDir}' && env ${env} '${process.execPath}' '${BIN}' submit '${clip}' --resolution 480p --watch; echo "EXIT=$?"; sleep 300`;
+    const command = `cd '${workDir}' && env -u RENDITION_DATA_DIR -u RENDITION_API_KEY -u RENDITION_ORG ${env} ${typed.replace("npx rendition", `'${process.execPath}' '${BIN}'`)}; echo "EXIT=$?"; sleep 300`;
     await tmux(["new-session", "-d", "-s", "cli", "-x", "120", "-y", "30", command]);
     try {
       const screens: string[] = [];
@@ -384,7 +389,7 @@ describe("rendition CLI in a terminal (tmux)", () => {
       expect(percents.some((p) => Number(p) < 100), screens.at(0)).toBe(true);
       expect(screen).toMatch(/^ upload \|\u2588{30}\| 100% \| (\d+)\/\1 bytes$/m);
       expect(screen).toMatch(/^ {2}out_\w+ completed file:\/\//m);
-      expect(existsSync(clip)).toBe(true);
+      expect(screen).toMatch(/^uploaded data\/storage\/sample\.mp4 \(\d+ bytes\) as uploads\/upl_\w+\/sample\.mp4$/m);
     } finally {
       await tmux(["kill-server"]).catch(() => {});
     }
