@@ -351,7 +351,11 @@ describe("rendition CLI in a terminal (tmux)", () => {
   it("runs the README's first CLI command: the upload and a live progress bar drawn in place, which reaches 100 %", async () => {
     const tmux = (args: string[]) =>
       new Promise<string>((resolve, reject) =>
-        execFile("tmux", ["-L", socket, ...args], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`tmux ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout))),
+        execFile("tmux", ["-L", socket, ...args], { timeout: 20_000 }, (err, stdout, stderr) =>
+          err
+            ? reject(new Error((err as NodeJS.ErrnoException).code === "ENOENT" ? "tmux not found: the CLI's terminal test needs it (apt-get install -y tmux)" : `tmux ${args.join(" ")}: ${err.message}\n${stderr}`))
+            : resolve(stdout),
+        ),
       );
     const socket = `rendition-cli-test-${process.pid}`;
     // The README's first command, as typed in the clone after `npm start` (here: the directory
