@@ -84,6 +84,9 @@ export async function startInProcess(options: StartOptions): Promise<InProcessRe
     PORT: "0",
     HOST: "127.0.0.1",
     RENDITION_WORKER_CONCURRENCY: String(options.concurrency ?? 1),
+    // The benches send one organization's bursts of jobs: measure the pipeline, not the limits.
+    RENDITION_RATE_LIMIT_RPS: "0",
+    RENDITION_MAX_ACTIVE_JOBS_PER_ORG: "0",
     ...options.env,
   };
   let databaseUrl: string | undefined;
@@ -121,7 +124,7 @@ export async function startInProcess(options: StartOptions): Promise<InProcessRe
   const server: ApiServer = createApiServer({
     ...app,
     keys: app.auth,
-    watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
+    watch: { heartbeatMs: config.watchHeartbeatMs, pollMs: config.watchPollMs, progressDebounceMs: 200 },
     checkDatabase: () => checkDatabase(app.database),
     log,
     shutdownTimeoutMs: 2000,

@@ -25,12 +25,16 @@ export interface Config {
    */
   networkAllow: string[];
   watchHeartbeatMs: number;
+  /** How often a Watch stream re-reads its job while the event bus is down. */
+  watchPollMs: number;
   /** How long SIGTERM waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
   /** NATS server with JetStream; unset = the in-process queue and event bus (one process only). */
   natsUrl?: string;
   /** Prefix of every NATS subject and stream name, so installs (or tests) can share a server. */
   natsPrefix: string;
+  /** JetStream replicas of the work stream (RENDITION_NATS_REPLICAS). */
+  natsReplicas: number;
   worker: WorkerConfig;
   webhooks: WebhookConfig;
   /**
@@ -40,6 +44,7 @@ export interface Config {
   publicUrl?: string;
   /** Part size of S3 multipart uploads (RENDITION_UPLOAD_PART_BYTES; S3's minimum is 5 MiB). */
   uploadPartBytes: number;
+  limits: OrganizationLimits;
   /** Prometheus /metrics (docs/architecture.md, Observability). */
   metrics: MetricsConfig;
   /** Structured logs on stderr. */
@@ -51,6 +56,16 @@ export interface MetricsConfig {
   enabled: boolean;
   /** Port of a worker-only process's /metrics (API processes serve it on PORT); 0 = none. */
   port: number;
+}
+
+/** Per-organization limits (docs/api.md, Limits); 0 turns one off. */
+export interface OrganizationLimits {
+  /** RPCs per second per organization, per API process (a token bucket refilled at this rate). */
+  rateLimitRps: number;
+  /** Bucket size: RPCs an organization may send at once after a quiet spell. */
+  rateLimitBurst: number;
+  /** Unfinished jobs (pending, probing, awaiting confirmation, processing) per organization; Create refuses more. */
+  maxActiveJobsPerOrg: number;
 }
 
 /** The webhook dispatcher (API processes). */
@@ -80,6 +95,8 @@ export interface WorkerConfig {
   chunking: { minInputSeconds: number; chunkSeconds: number; maxConcurrent: number };
   /** Threads of each ffmpeg run (decoder, filters, encoders); 0 = ffmpeg's choice (every core). */
   ffmpegThreads: number;
+  /** rlimits and niceness of every ffmpeg/ffprobe process (workers/ffmpeg/types.ts ProcessLimits). */
+  processLimits: { cpuSeconds: number; memoryBytes: number; nice: number };
   /**
    * Credentials for direct s3:// and gs:// inputs, with the buckets they may be used on: every
    * organization can name these URLs, so the keys must not reach buckets of the operator's.
@@ -175,6 +192,11 @@ function loadWorkerConfig(env: Env): WorkerConfig {
     encodeTimeoutMinMs: integer(env, "RENDITION_ENCODE_TIMEOUT_MIN_S", 600, 1, 7 * 24 * 3600) * 1000,
     stuckAfterMs: integer(env, "RENDITION_STUCK_AFTER_S", 300, 1, 7 * 24 * 3600) * 1000,
     ffmpegThreads: integer(env, "RENDITION_FFMPEG_THREADS", 0, 0, 64),
+    processLimits: {
+      cpuSeconds: integer(env, "RENDITION_FFMPEG_CPU_LIMIT_S", 0, 0, 30 * 24 * 3600),
+      memoryBytes: integer(env, "RENDITION_FFMPEG_MEMORY_LIMIT_MB", 8192, 0, 1 << 24) * 2 ** 20,
+      nice: integer(env, "RENDITION_FFMPEG_NICE", 10, 0, 19),
+    },
     chunking: {
       minInputSeconds: integer(env, "RENDITION_CHUNK_MIN_INPUT_S", 120, 1, 7 * 24 * 3600),
       chunkSeconds: integer(env, "RENDITION_CHUNK_SECONDS", 60, 1, 3600),
@@ -211,6 +233,13 @@ function durationList(env: Env, name: string, fallback: readonly number[]): read
   return values;
 }
 
+function loadLimits(env: Env): OrganizationLimits {
+  const rateLimitRps = integer(env, "RENDITION_RATE_LIMIT_RPS", 50, 0, 1_000_000);
+  // Generous by default: 4 s of the rate at once, for clients that fan out a batch of calls.
+  const rateLimitBurst = integer(env, "RENDITION_RATE_LIMIT_BURST", Math.max(200, rateLimitRps), 1, 10_000_000);
+  return { rateLimitRps, rateLimitBurst, maxActiveJobsPerOrg: integer(env, "RENDITION_MAX_ACTIVE_JOBS_PER_ORG", 1000, 0, 100_000_000) };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.RENDITION_DATA_DIR || "./data");
   const databaseUrl = env.DATABASE_URL || undefined;
@@ -236,9 +265,11 @@ export function loadConfig(env: Env = process.env): Config {
     localOriginRoots: roots,
     networkAllow: allowList(env, "RENDITION_NETWORK_ALLOW"),
     watchHeartbeatMs: integer(env, "RENDITION_WATCH_HEARTBEAT_MS", 30_000, 100, 3_600_000),
+    watchPollMs: integer(env, "RENDITION_WATCH_POLL_MS", 1_000, 100, 60_000),
     shutdownTimeoutMs: integer(env, "RENDITION_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     natsUrl: natsUrl(env),
     natsPrefix: natsPrefix(env),
+    natsReplicas: integer(env, "RENDITION_NATS_REPLICAS", 1, 1, 5),
     worker: loadWorkerConfig(env),
     webhooks: {
       pollMs: integer(env, "RENDITION_WEBHOOK_POLL_MS", 1000, 10, 60_000),
@@ -248,6 +279,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     publicUrl: publicUrl(env),
     uploadPartBytes: integer(env, "RENDITION_UPLOAD_PART_BYTES", 64 * 2 ** 20, 5 * 2 ** 20, 5 * 2 ** 30),
+    limits: loadLimits(env),
     metrics: {
       enabled: boolean(env, "RENDITION_METRICS", true),
       // 9464: the OpenTelemetry Prometheus exporter's default port, so scrape configs look familiar.

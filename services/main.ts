@@ -1,10 +1,9 @@
 import { parseArgs } from "node:util";
 import { createApiServer } from "./api/server.js";
-import { checkDatabase, createApp, openDatabase } from "./app.js";
+import { checkDatabase, createApp, migrate, openDatabase } from "./app.js";
 import { bootstrapIfEmpty, describeCredentials } from "./bootstrap.js";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { DatabaseInUseError } from "./db/connect.js";
-import { migrateToLatest } from "./db/migrate.js";
 import { openMessaging, prepareSample, startRelay, startWebhookDispatcher, startWorker } from "./runtime.js";
 import type { Logger } from "pino";
 import type { Log } from "./observability/log-context.js";
@@ -39,6 +38,16 @@ FFPROBE_PATH, RENDITION_METRICS, RENDITION_METRICS_PORT, LOG_LEVEL and more: see
  */
 let logger: Logger | undefined;
 let log: Log = (msg, err) => (err === undefined ? console.error(msg) : console.error(msg, err));
+
+/**
+ * Of the shutdown timeout, what is kept for handing running jobs back (kill ffmpeg, release the
+ * lease, nak the message, close connections): at most 2 s, and never more than half of it.
+ */
+function handBackReserveMs(timeoutMs: number): number {
+  return Math.min(2_000, Math.floor(timeoutMs / 2));
+}
+/** How long past the shutdown timeout a stuck shutdown is cut short. */
+const SHUTDOWN_OVERRUN_MS = 5_000;
 
 /**
  * Runs the API, the encoder, or both in one process. Work goes through the outbox relay to the
@@ -77,10 +86,11 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
     ? createApiServer({
         ...app,
         keys: app.auth,
-        watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
+        watch: { heartbeatMs: config.watchHeartbeatMs, pollMs: config.watchPollMs, progressDebounceMs: 200 },
         checkDatabase: () => checkDatabase(app.database),
         log,
         shutdownTimeoutMs: config.shutdownTimeoutMs,
+        rateLimit: config.limits,
         metrics: config.metrics.enabled,
       })
     : undefined;
@@ -97,9 +107,14 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
     if (stopping) return;
     stopping = true;
     log(`${signal}: finishing in-flight calls and shutting down`);
-    await server?.close();
-    // Running encodes are abandoned, not awaited: their jobs are handed back for another worker.
-    await worker?.stop();
+    // Should anything below hang (a database that stopped answering), the process still ends.
+    setTimeout(() => {
+      log(`shutdown did not finish within ${config.shutdownTimeoutMs + SHUTDOWN_OVERRUN_MS} ms; exiting`);
+      process.exit(1);
+    }, config.shutdownTimeoutMs + SHUTDOWN_OVERRUN_MS).unref();
+    // Both within the timeout: in-flight calls drain while running encodes get the time to finish
+    // that the hand-back leaves; what is still encoding then goes back for another worker.
+    await Promise.all([server?.close(), worker?.stop(config.shutdownTimeoutMs - handBackReserveMs(config.shutdownTimeoutMs))]);
     await relay?.stop();
     await dispatcher?.stop();
     await metricsServer?.close();
@@ -163,7 +178,7 @@ async function main(argv: string[]): Promise<number> {
     case "migrate": {
       const database = await openDatabase(config);
       try {
-        const applied = await migrateToLatest(database.db);
+        const applied = await migrate(config, database);
         console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
       } finally {
         await database.close();

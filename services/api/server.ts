@@ -13,6 +13,9 @@ import { requestLogInterceptor } from "./request-log-interceptor.js";
 import { serveMetrics } from "../observability/metrics-http.js";
 import type { Log } from "../observability/log-context.js";
 import { plainJsonStreaming } from "./json-watch.js";
+import { markRequestRead, refuseUndecodableRequests } from "./request-decoding.js";
+import { rateLimitInterceptor, type RateLimitSettings } from "./rate-limit.js";
+import { serveDashboard } from "./web-routes.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
 export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"> {
@@ -25,6 +28,8 @@ export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"
   metrics?: boolean;
   /** Told the listening address, for signed URLs when RENDITION_PUBLIC_URL is unset. */
   publicUrl?: { listening(host: string, port: number): void };
+  /** Per-organization request rate (rate-limit.ts); unset or 0 rps: unlimited. */
+  rateLimit?: RateLimitSettings;
 }
 
 export interface ApiServer {
@@ -42,6 +47,22 @@ const COMPRESS_MIN_BYTES = 16 * 1024;
 const FIRST_BYTE_TIMEOUT_MS = 30_000;
 
 /**
+ * An error answered before its request's body was read (over 1 MiB, refused early) would leave
+ * the rest of the body on the keep-alive connection, stalling the client's next request on it
+ * (Node drains such a body only if nobody started reading it; Connect did). Such an answer says
+ * `Connection: close`, and Node closes the connection once it is sent. Only errors: a stream
+ * (Watch, gRPC) answers 200 while its request may still be finishing, and must not be cut.
+ */
+function closeIfRefusedEarly(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+    const status = typeof args[0] === "number" ? args[0] : res.statusCode;
+    if (status >= 400 && !req.complete && !res.headersSent) res.setHeader("connection", "close");
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
+}
+
+/**
  * One port for the Connect protocol (JSON and binary), gRPC and gRPC-Web over HTTP/1.1 and
  * cleartext HTTP/2: each connection's first bytes tell whether it opens with the HTTP/2 preface
  * (h2c prior knowledge, as gRPC clients do) or is HTTP/1.1.
@@ -54,9 +75,20 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     // Every method also reads the reference's lower-case enum spellings in JSON (enum-aliases.ts).
     routes: (router) => {
       routes({ ...options, shutdownSignal: shutdown.signal })(withEnumAliases(router, jsonOptions));
+      // A unary request Connect cannot decode is invalid_argument, not internal (request-decoding.ts).
+      router.handlers.splice(0, router.handlers.length, ...router.handlers.map(refuseUndecodableRequests));
       handlers = router.handlers;
     },
-    interceptors: [requestLogInterceptor(options.log), metricsInterceptor(), errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
+    // markRequestRead first: everything inside it runs only for a request Connect could read.
+    interceptors: [
+      markRequestRead,
+      requestLogInterceptor(options.log),
+      metricsInterceptor(),
+      errorInterceptor(options.log),
+      authInterceptor(options.keys, options.log),
+      rateLimitInterceptor(options.rateLimit),
+      validationInterceptor(semanticChecks, deferredValidation),
+    ],
     jsonOptions,
     // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
     // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
@@ -86,7 +118,8 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     res.on("close", () => {
       if (--inFlight === 0) drained?.();
     });
-    if (files(req, res)) return;
+    if (req instanceof http.IncomingMessage) closeIfRefusedEarly(req, res as http.ServerResponse);
+    if (files(req, res) || serveDashboard(req, res)) return;
     if (jsonStreams.accepts(req)) jsonStreams.handle(req, res);
     else connect(req as never, res as never);
   };

@@ -14,6 +14,20 @@ export function addViolations(target: FieldViolation[], more: FieldViolation[]):
   return target;
 }
 
+/** Ids (the schema's are at most 64 characters) and names echoed in messages are cut after this many characters. */
+export const ECHO_MAX_CHARS = 64;
+
+/**
+ * `value` as an error message may quote it: whole up to ECHO_MAX_CHARS, else its start and "…",
+ * so a caller's 100 KB string is not sent back (nor logged) whole.
+ */
+export function echo(value: string): string {
+  if (value.length <= ECHO_MAX_CHARS) return value;
+  // Never split a surrogate pair.
+  const end = /[\uD800-\uDBFF]/.test(value[ECHO_MAX_CHARS - 1]!) ? ECHO_MAX_CHARS - 1 : ECHO_MAX_CHARS;
+  return `${value.slice(0, end)}…`;
+}
+
 /** Domain errors; the API maps each class to one Connect code (errorInterceptor in services/api/interceptors.ts). */
 export class DomainError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -26,6 +40,17 @@ export class AlreadyExistsError extends DomainError {}
 export class FailedPreconditionError extends DomainError {}
 export class PermissionDeniedError extends DomainError {}
 export class UnauthenticatedError extends DomainError {}
+/** A per-organization limit was reached (RESOURCE_EXHAUSTED): `reason` names it, `retryAfterMs` says when to try again. */
+export class ResourceExhaustedError extends DomainError {
+  constructor(
+    message: string,
+    readonly reason: "RATE_LIMITED" | "ACTIVE_JOB_LIMIT",
+    readonly retryAfterMs: number,
+    readonly metadata: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
 export class InvalidArgumentError extends DomainError {
   constructor(readonly violations: FieldViolation[]) {
     super(describeViolations(violations));

@@ -5,14 +5,16 @@ import { JobServiceCreateRequestSchema, type JobServiceCreateRequest, type Outpu
 import {
   addViolations,
   AlreadyExistsError,
+  echo,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  ResourceExhaustedError,
   type FieldViolation,
 } from "../common/errors.js";
 import { newId } from "../common/ids.js";
 import { paginate, type PageRequest } from "../common/pagination.js";
-import type { OriginManager } from "../origins/origin.service.js";
+import { ORIGIN_NOT_FOUND, type OriginManager } from "../origins/origin.service.js";
 import type { OriginRecord } from "../origins/origin.types.js";
 import { CURRENCY } from "../pricing/pricing.js";
 import { applyPreset, type PresetManager } from "../presets/preset.service.js";
@@ -30,6 +32,12 @@ import { priorityName } from "./job.mapper.js";
 import { checkCreateJobRequest } from "./job.validation.js";
 import { checkOutput } from "./output-rules.js";
 import { planPaths } from "./output-paths.js";
+
+/**
+ * The retry hint of a Create refused for the organization's unfinished-job limit: a slot frees
+ * when any of its jobs ends, which nobody can predict (seconds to hours), so it is a polling interval.
+ */
+const ACTIVE_JOB_RETRY_MS = 30_000;
 
 /** The proto's `outputs` limit (repeated.max_items): database checks never look past it. */
 const MAX_OUTPUTS = 10;
@@ -67,6 +75,8 @@ export class JobManager {
     private readonly events: JobEventBus,
     /** Rules for webhook_url that depend on the server's network settings (see webhooks/webhook-url.ts). */
     private readonly checkWebhookUrl: (url: string, field: string) => FieldViolation | undefined = () => undefined,
+    /** Unfinished jobs an organization may have (RENDITION_MAX_ACTIVE_JOBS_PER_ORG); 0: no limit. */
+    private readonly limits: { maxActiveJobs: number } = { maxActiveJobs: 0 },
   ) {}
 
   /**
@@ -88,17 +98,24 @@ export class JobManager {
       if (existing) return this.replay(existing, digest);
     }
 
-    // One lookup per distinct origin (most jobs read and write the same one).
+    // One lookup per distinct origin (most jobs read and write the same one). An id that already
+    // violates the schema (too long) is not looked up: its violation is the answer for that field.
+    const violated = new Set(violations.map((v) => v.field));
     const uses = [
-      ...(req.inputOriginId ? [{ id: req.inputOriginId, need: "read" as const, field: "input_origin_id" }] : []),
-      ...(req.outputOriginId ? [{ id: req.outputOriginId, need: "write" as const, field: "output_origin_id" }] : []),
+      ...(req.inputOriginId && !violated.has("input_origin_id") ? [{ id: req.inputOriginId, need: "read" as const, field: "input_origin_id" }] : []),
+      ...(req.outputOriginId && !violated.has("output_origin_id") ? [{ id: req.outputOriginId, need: "write" as const, field: "output_origin_id" }] : []),
     ];
     const found = await this.origins.requireAllForJob(organizationId, uses);
-    const inputOrigin = req.inputOriginId ? found[0] : undefined;
-    const outputOrigin = req.outputOriginId ? found.at(-1)! : { field: "output_origin_id", rule: "required", message: "value is required" };
+    const byField = new Map(uses.map((use, i) => [use.field, found[i]!]));
+    const inputOrigin = byField.get("input_origin_id");
+    const outputOrigin = req.outputOriginId ? byField.get("output_origin_id") : { field: "output_origin_id", rule: "required", message: "value is required" };
     for (const o of [inputOrigin, outputOrigin]) if (o && "field" in o && !violations.some((v) => v.field === o.field)) violations.push(o);
 
-    if (req.outputs.length <= MAX_OUTPUTS) addViolations(violations, await this.resolvePresets(organizationId, req.outputs));
+    if (req.outputs.length <= MAX_OUTPUTS) addViolations(violations, await this.resolvePresets(organizationId, req.outputs, violated));
+    // An unknown origin in an otherwise valid request is not_found (as for another
+    // organization's origin); next to other violations it is one of them, so the caller
+    // learns everything that is wrong with the request from one answer.
+    if (violations.length && violations.every((v) => v.rule === ORIGIN_NOT_FOUND)) throw new NotFoundError(violations[0]!.message);
     if (violations.length) throw new InvalidArgumentError(violations);
     const output = outputOrigin as OriginRecord;
 
@@ -170,8 +187,17 @@ export class JobManager {
         errorMessage: "",
       })),
     };
-    const stored = await this.repo.insert(job, this.message(job, "job.created"));
-    if (!stored) {
+    const stored = await this.repo.insert(job, this.message(job, "job.created"), this.limits);
+    if (stored === "over_limit") {
+      const max = this.limits.maxActiveJobs;
+      throw new ResourceExhaustedError(
+        `organization ${organizationId} has ${max} unfinished jobs, its concurrent job limit (RENDITION_MAX_ACTIVE_JOBS_PER_ORG=${max}); retry after ${ACTIVE_JOB_RETRY_MS / 1000} s, or once one of them has finished or been canceled`,
+        "ACTIVE_JOB_LIMIT",
+        ACTIVE_JOB_RETRY_MS,
+        { limit: "RENDITION_MAX_ACTIVE_JOBS_PER_ORG", max_active_jobs: String(max) },
+      );
+    }
+    if (stored === "duplicate") {
       // Lost a race with a concurrent request carrying the same key: answer as its retry.
       const winner = await this.repo.findByIdempotencyKey(organizationId, req.idempotencyKey);
       if (!winner) throw new Error(`job insert conflicted but no job holds idempotency key ${req.idempotencyKey}`);
@@ -186,11 +212,12 @@ export class JobManager {
    * each resulting output. Unset qualities become the standard tier, so the stored spec is what
    * will be encoded.
    */
-  private async resolvePresets(organizationId: string, outputs: OutputSpec[]): Promise<FieldViolation[]> {
+  private async resolvePresets(organizationId: string, outputs: OutputSpec[], violated: ReadonlySet<string>): Promise<FieldViolation[]> {
     const violations: FieldViolation[] = [];
     const presets = new Map<string, Promise<PresetRecord | undefined>>();
     for (const [i, output] of outputs.entries()) {
-      if (!output.preset) continue;
+      // A reference that violates the schema (too long) is not looked up.
+      if (!output.preset || violated.has(`outputs[${i}].preset`)) continue;
       if (!presets.has(output.preset)) {
         presets.set(
           output.preset,
@@ -202,7 +229,7 @@ export class JobManager {
       }
       const preset = await presets.get(output.preset)!;
       if (!preset) {
-        violations.push({ field: `outputs[${i}].preset`, rule: "output.preset_not_found", message: `preset ${output.preset} not found` });
+        violations.push({ field: `outputs[${i}].preset`, rule: "output.preset_not_found", message: `preset ${echo(output.preset)} not found` });
         continue;
       }
       outputs[i] = applyPreset(preset, output);
@@ -214,7 +241,7 @@ export class JobManager {
 
   async get(organizationId: string, id: string): Promise<JobRecord> {
     const job = await this.repo.get(organizationId, id);
-    if (!job) throw new NotFoundError(`job ${id} not found`);
+    if (!job) throw new NotFoundError(`job ${echo(id)} not found`);
     return job;
   }
 

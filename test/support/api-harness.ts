@@ -50,7 +50,12 @@ export function authHeaders(auth: { apiKey: string; organizationId: string }): I
 export async function startTestApi(
   databaseUrl: string | undefined,
   env: Record<string, string> = {},
-  options: { worker?: boolean; log?: (msg: string, err?: unknown) => void } = {},
+  options: {
+    worker?: boolean;
+    /** The queue and event bus (NATS when NATS_URL is set) without a worker; implied by `worker`. */
+    messaging?: boolean;
+    log?: (msg: string, err?: unknown) => void;
+  } = {},
 ): Promise<TestApi> {
   const dataDir = mkdtempSync(join(tmpdir(), "rendition-test-"));
   mkdirSync(join(dataDir, "storage"), { recursive: true });
@@ -60,25 +65,28 @@ export async function startTestApi(
     RENDITION_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
     RENDITION_SHUTDOWN_TIMEOUT_MS: "2000",
     RENDITION_NETWORK_ALLOW: "127.0.0.1/32,::1/128",
+    // Tests fire calls far faster than any client should: only the tests of the limit turn it on.
+    RENDITION_RATE_LIMIT_RPS: "0",
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });
   const log = options.log ?? (() => {});
   // With a worker: the whole pipeline in this process (relay, queue, encoder), as `npm start` runs it.
-  const messaging = options.worker ? await openMessaging(config, "test", log) : undefined;
+  const messaging = options.worker || options.messaging ? await openMessaging(config, "test", log) : undefined;
   const app = await createApp(config, log, messaging?.events);
   const credentials = (await bootstrapIfEmpty(app, config))!;
   const relay = messaging && (await startRelay(app, messaging, config, log));
-  const worker = messaging && (await startWorker(app, messaging, config, log)).worker;
+  const worker = messaging && options.worker ? (await startWorker(app, messaging, config, log)).worker : undefined;
   const dispatcher = startWebhookDispatcher(app, config, log, relay);
   const server = createApiServer({
     ...app,
     keys: app.auth,
-    watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
+    watch: { heartbeatMs: config.watchHeartbeatMs, pollMs: config.watchPollMs, progressDebounceMs: 200 },
     checkDatabase: () => checkDatabase(app.database),
     // The per-RPC lines (debug, info) would drown a test's output: only trouble is printed.
     log: (msg, err, fields) => (fields?.level === "debug" || fields?.level === "info" ? undefined : console.error(msg, err)),
     shutdownTimeoutMs: config.shutdownTimeoutMs,
+    rateLimit: config.limits,
     metrics: config.metrics.enabled,
   });
   if (messaging && config.metrics.enabled) observeApiProcess(app.database.db, messaging.queue);
