@@ -141,7 +141,8 @@ describe("worker shutdown", () => {
     const exit = await a!.exited(SHUTDOWN_TIMEOUT_MS + EXIT_MARGIN_MS);
     expect(exit, a!.output.slice(-3000)).toEqual({ code: 0, signal: null });
     expect(a!.output).toMatch(/handing back 1 running job for another worker/);
-    expect(a!.output).toMatch(/Z stopped$/m);
+    // Its last words: the JSON log line of a clean stop.
+    expect(a!.output).toMatch(/"msg":"stopped"\}$/m);
     // ffmpeg was killed, not left running.
     expect(encoders.filter(isAlive)).toEqual([]);
 
