@@ -6,7 +6,7 @@
 #   docker run --rm -p 8080:8080 rendition            # `all` on embedded PGlite, data in /data
 #   docker run --rm rendition worker                  # with DATABASE_URL, NATS_URL, RENDITION_ENCRYPTION_KEY
 
-ARG NODE_IMAGE=node:22-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # --- dependencies: production packages only (tsx is one: the services run from TypeScript) ---
 FROM ${NODE_IMAGE} AS deps
