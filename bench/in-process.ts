@@ -121,7 +121,7 @@ export async function startInProcess(options: StartOptions): Promise<InProcessRe
   const server: ApiServer = createApiServer({
     ...app,
     keys: app.auth,
-    watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
+    watch: { heartbeatMs: config.watchHeartbeatMs, pollMs: config.watchPollMs, progressDebounceMs: 200 },
     checkDatabase: () => checkDatabase(app.database),
     log,
     shutdownTimeoutMs: 2000,

@@ -58,6 +58,17 @@ export function openDatabase(config: Config): Promise<DatabaseHandle> | Database
   return config.databaseUrl ? connectPostgres(config.databaseUrl) : connectPglite(join(config.dataDir, "pglite"));
 }
 
+/** Brings the schema up to date; on PostgreSQL over a connection of its own, with no query time limit. */
+export async function migrate(config: Config, database: DatabaseHandle): Promise<string[]> {
+  if (database.kind !== "postgres" || !config.databaseUrl) return migrateToLatest(database.db);
+  const own = connectPostgres(config.databaseUrl, 1, 0);
+  try {
+    return await migrateToLatest(own.db);
+  } finally {
+    await own.close();
+  }
+}
+
 /**
  * The credential key from RENDITION_ENCRYPTION_KEY, else a key file in the data directory,
  * created on first use. Replicas of a distributed install must share the same key.
@@ -86,7 +97,7 @@ export function loadEncryptionKey(config: Config, log: (msg: string) => void): B
 export async function createApp(config: Config, log: (msg: string) => void, events: JobEventBus = new InProcessEventBus()): Promise<App> {
   const database = await openDatabase(config);
   try {
-    await migrateToLatest(database.db);
+    await migrate(config, database);
   } catch (err) {
     await database.close();
     throw err;

@@ -23,12 +23,16 @@ export interface Config {
    */
   networkAllow: string[];
   watchHeartbeatMs: number;
+  /** How often a Watch stream re-reads its job while the event bus is down. */
+  watchPollMs: number;
   /** How long SIGTERM waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
   /** NATS server with JetStream; unset = the in-process queue and event bus (one process only). */
   natsUrl?: string;
   /** Prefix of every NATS subject and stream name, so installs (or tests) can share a server. */
   natsPrefix: string;
+  /** JetStream replicas of the work stream (RENDITION_NATS_REPLICAS). */
+  natsReplicas: number;
   worker: WorkerConfig;
   webhooks: WebhookConfig;
   /**
@@ -67,6 +71,8 @@ export interface WorkerConfig {
   chunking: { minInputSeconds: number; chunkSeconds: number; maxConcurrent: number };
   /** Threads of each ffmpeg run (decoder, filters, encoders); 0 = ffmpeg's choice (every core). */
   ffmpegThreads: number;
+  /** rlimits and niceness of every ffmpeg/ffprobe process (workers/ffmpeg/types.ts ProcessLimits). */
+  processLimits: { cpuSeconds: number; memoryBytes: number; nice: number };
   /**
    * Credentials for direct s3:// and gs:// inputs, with the buckets they may be used on: every
    * organization can name these URLs, so the keys must not reach buckets of the operator's.
@@ -162,6 +168,11 @@ function loadWorkerConfig(env: Env): WorkerConfig {
     encodeTimeoutMinMs: integer(env, "RENDITION_ENCODE_TIMEOUT_MIN_S", 600, 1, 7 * 24 * 3600) * 1000,
     stuckAfterMs: integer(env, "RENDITION_STUCK_AFTER_S", 300, 1, 7 * 24 * 3600) * 1000,
     ffmpegThreads: integer(env, "RENDITION_FFMPEG_THREADS", 0, 0, 64),
+    processLimits: {
+      cpuSeconds: integer(env, "RENDITION_FFMPEG_CPU_LIMIT_S", 0, 0, 30 * 24 * 3600),
+      memoryBytes: integer(env, "RENDITION_FFMPEG_MEMORY_LIMIT_MB", 8192, 0, 1 << 24) * 2 ** 20,
+      nice: integer(env, "RENDITION_FFMPEG_NICE", 10, 0, 19),
+    },
     chunking: {
       minInputSeconds: integer(env, "RENDITION_CHUNK_MIN_INPUT_S", 120, 1, 7 * 24 * 3600),
       chunkSeconds: integer(env, "RENDITION_CHUNK_SECONDS", 60, 1, 3600),
@@ -212,9 +223,11 @@ export function loadConfig(env: Env = process.env): Config {
     localOriginRoots: roots,
     networkAllow: allowList(env, "RENDITION_NETWORK_ALLOW"),
     watchHeartbeatMs: integer(env, "RENDITION_WATCH_HEARTBEAT_MS", 30_000, 100, 3_600_000),
+    watchPollMs: integer(env, "RENDITION_WATCH_POLL_MS", 1_000, 100, 60_000),
     shutdownTimeoutMs: integer(env, "RENDITION_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     natsUrl: natsUrl(env),
     natsPrefix: natsPrefix(env),
+    natsReplicas: integer(env, "RENDITION_NATS_REPLICAS", 1, 1, 5),
     worker: loadWorkerConfig(env),
     webhooks: {
       pollMs: integer(env, "RENDITION_WEBHOOK_POLL_MS", 1000, 10, 60_000),

@@ -1,10 +1,9 @@
 import { parseArgs } from "node:util";
 import { createApiServer } from "./api/server.js";
-import { checkDatabase, createApp, openDatabase } from "./app.js";
+import { checkDatabase, createApp, migrate, openDatabase } from "./app.js";
 import { bootstrapIfEmpty, describeCredentials } from "./bootstrap.js";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { DatabaseInUseError } from "./db/connect.js";
-import { migrateToLatest } from "./db/migrate.js";
 import { openMessaging, prepareSample, startRelay, startWebhookDispatcher, startWorker } from "./runtime.js";
 
 const USAGE = `Usage: npm start -- [command]
@@ -63,7 +62,7 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
     ? createApiServer({
         ...app,
         keys: app.auth,
-        watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
+        watch: { heartbeatMs: config.watchHeartbeatMs, pollMs: config.watchPollMs, progressDebounceMs: 200 },
         checkDatabase: () => checkDatabase(app.database),
         log,
         shutdownTimeoutMs: config.shutdownTimeoutMs,
@@ -129,7 +128,7 @@ async function main(argv: string[]): Promise<number> {
     case "migrate": {
       const database = await openDatabase(config);
       try {
-        const applied = await migrateToLatest(database.db);
+        const applied = await migrate(config, database);
         console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
       } finally {
         await database.close();

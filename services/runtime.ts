@@ -52,7 +52,7 @@ export async function openMessaging(config: Config, role: string, log: Log): Pro
   }
   const nc: NatsConnection = await connectNats(config.natsUrl, { name: `rendition-${role}` });
   try {
-    const queue = await createNatsWorkQueue(nc, { ...queueOptions, prefix: config.natsPrefix, onError: (err) => log("queue: retrying after an error", err) });
+    const queue = await createNatsWorkQueue(nc, { ...queueOptions, prefix: config.natsPrefix, replicas: config.natsReplicas, onError: (err) => log("queue: retrying after an error", err) });
     const events = createNatsEventBus(nc, { prefix: config.natsPrefix });
     log(`queue: NATS JetStream at ${redactNatsUrl(config.natsUrl)} (prefix ${config.natsPrefix})`);
     return {
@@ -116,7 +116,7 @@ export function startWebhookDispatcher(app: App, config: Config, log: Log, relay
  * ffmpeg adapter (the benchmarks' instrumented or no-op doubles).
  */
 export async function startWorker(app: App, messaging: Messaging, config: Config, log: Log, tools?: MediaTools): Promise<{ worker: EncoderWorker; tools: MediaTools }> {
-  tools ??= createMediaTools(await locateMediaTools(process.env));
+  tools ??= createMediaTools(await locateMediaTools(process.env), { limits: config.worker.processLimits });
   log(`encoder: ${tools.description}; ffprobe ${tools.ffprobePath}`);
   // Asked once, here: a build without an encoder fails those outputs with CODEC_UNSUPPORTED.
   log(`encoder: ${describeCapabilities(await tools.capabilities())}`);

@@ -150,15 +150,23 @@ function rewriteEnum(desc: DescEnum, value: JsonValue, path: string, violations:
 
 /**
  * The text decoder Connect's JSON serialization calls on each request body (after
- * decompression and the size limit) right before `fromJsonString`: it applies the aliases of
+ * decompression and the size limit) right before `fromJsonString`: it refuses invalid UTF-8,
+ * applies the aliases of
  * `schema`, and refuses unknown enum strings with invalid_argument naming their fields.
  * Malformed JSON is passed through unchanged, so fromJson reports it as before.
  */
 export function enumAliasDecoder(schema: DescMessage): { decode(input?: Uint8Array): string } {
-  const utf8 = new TextDecoder();
+  // JSON is UTF-8 (RFC 8259 §8.1): a body that is not is refused, not read with U+FFFD in
+  // place of its bad bytes (which turned `{"id":"a\xffb"}` into a lookup of `a\uFFFDb`).
+  const utf8 = new TextDecoder("utf-8", { fatal: true });
   return {
     decode(input) {
-      const text = utf8.decode(input);
+      let text: string;
+      try {
+        text = utf8.decode(input);
+      } catch {
+        throw new ConnectError("the request body is not valid UTF-8 (JSON must be UTF-8)", Code.InvalidArgument);
+      }
       let json: JsonValue;
       try {
         json = JSON.parse(text) as JsonValue;

@@ -10,6 +10,7 @@ import {
 } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { authenticate, type Caller } from "../auth/authenticate.js";
 import type { AuthRepository } from "../auth/auth.repository.js";
+import { isDatabaseUnavailable } from "../db/unavailable.js";
 import {
   addViolations,
   AlreadyExistsError,
@@ -20,8 +21,11 @@ import {
   PermissionDeniedError,
   UnauthenticatedError,
   describeViolations,
+  echo,
   type FieldViolation,
 } from "../common/errors.js";
+import { requestReadError } from "./request-decoding.js";
+import { nulViolations } from "./nul-strings.js";
 
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
 /** Set instead of failing for requests whose handler adds database checks to the same answer. */
@@ -36,12 +40,17 @@ const CODES: Array<[new (...args: never[]) => DomainError, Code]> = [
   [UnauthenticatedError, Code.Unauthenticated],
 ];
 
-/** `outputs[0].video[1].codec` as a buf.validate.FieldPath (names and list indexes). */
+/** `outputs[0].video[1].codec` or `metadata["k"]` as a buf.validate.FieldPath (names, list indexes, map keys). */
 function fieldPathOf(field: string) {
-  const elements = [...field.matchAll(/([a-z_0-9]+)(?:\[(\d+)\])?/g)].map(([, name, index]) =>
+  const elements = [...field.matchAll(/([a-z_0-9]+)(?:\[(?:(\d+)|("(?:[^"\\]|\\.)*"))\])?/g)].map(([, name, index, key]) =>
     create(FieldPathElementSchema, {
       fieldName: name,
-      subscript: index === undefined ? { case: undefined } : { case: "index", value: BigInt(index) },
+      subscript:
+        index !== undefined
+          ? { case: "index", value: BigInt(index) }
+          : key !== undefined
+            ? { case: "stringKey", value: JSON.parse(key) as string }
+            : { case: undefined },
     }),
   );
   return create(FieldPathSchema, { elements });
@@ -58,6 +67,10 @@ export function toConnectError(err: unknown, log: (msg: string, err: unknown) =>
   if (err instanceof InvalidArgumentError) return invalidArgument(err.violations, err);
   for (const [type, code] of CODES) if (err instanceof type) return new ConnectError(err.message, code, undefined, undefined, err);
   if (err instanceof ConnectError) return err;
+  if (isDatabaseUnavailable(err)) {
+    log("database unavailable", err);
+    return new ConnectError("the database is unavailable; retry with backoff", Code.Unavailable, undefined, undefined, err);
+  }
   log("internal error", err);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
@@ -118,9 +131,12 @@ export function validationInterceptor(checks: Map<DescMessage, SemanticCheck>, d
     if (result.kind === "error") throw result.error;
     if (result.kind === "invalid") {
       for (const v of result.error.violations) {
-        violations.push({ field: pathToString(v.field), rule: v.ruleId, message: v.forKey ? `key ${v.message}` : v.message });
+        // A map key is part of the path: a caller's 100 KB key is echoed cut short.
+        const field = v.field.map((item) => (item.kind === "map_sub" && typeof item.key === "string" ? { ...item, key: echo(item.key) } : item));
+        violations.push({ field: pathToString(field), rule: v.ruleId, message: v.forKey ? `key ${v.message}` : v.message });
       }
     }
+    addViolations(violations, nulViolations(schema, message));
     const check = checks.get(schema);
     if (check) addViolations(violations, check(message));
     if (violations.length && !deferred.has(schema)) throw invalidArgument(violations);
@@ -132,15 +148,24 @@ export function validationInterceptor(checks: Map<DescMessage, SemanticCheck>, d
       if (deferred.has(req.method.input)) req.contextValues.set(violationsKey, violations);
       return next(req);
     }
-    // Server streaming (Watch): the request arrives as a stream of one message.
-    const source = req.message;
+    // Server streaming (Watch): the request arrives as a stream of one message, read (and
+    // parsed) only here, so a body that does not decode is answered as the caller's fault.
+    const source = req.message[Symbol.asyncIterator]();
     const schema = req.method.input;
     return next({
       ...req,
       message: (async function* () {
-        for await (const message of source) {
-          validate(schema, message);
-          yield message;
+        try {
+          for (;;) {
+            const next = await source.next().catch((err: unknown) => {
+              throw requestReadError(err);
+            });
+            if (next.done) return;
+            validate(schema, next.value);
+            yield next.value;
+          }
+        } finally {
+          await source.return?.();
         }
       })(),
     });

@@ -30,7 +30,7 @@ export interface ApiDependencies extends AccountDependencies {
   uploads: UploadManager;
   downloads: DownloadManager;
   events: JobEventBus;
-  watch: { heartbeatMs: number; progressDebounceMs: number };
+  watch: { heartbeatMs: number; pollMs: number; progressDebounceMs: number };
   /** Aborted on SIGTERM: Watch streams end cleanly instead of being cut. */
   shutdownSignal: AbortSignal;
 }

@@ -9,6 +9,8 @@ import { withEnumAliases } from "./enum-aliases.js";
 import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
 import { plainJsonStreaming } from "./json-watch.js";
+import { markRequestRead, refuseUndecodableRequests } from "./request-decoding.js";
+import { serveDashboard } from "./web-routes.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
 export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"> {
@@ -36,6 +38,19 @@ const COMPRESS_MIN_BYTES = 16 * 1024;
 const FIRST_BYTE_TIMEOUT_MS = 30_000;
 
 /**
+ * A request answered before its body was read (too large, refused early) would leave the rest of
+ * its body on the keep-alive connection, stalling the client's next request on it: such an
+ * answer says `Connection: close`, and Node closes the connection once it is sent.
+ */
+function closeIfAnsweredEarly(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (!req.complete && !res.headersSent) res.setHeader("connection", "close");
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
+}
+
+/**
  * One port for the Connect protocol (JSON and binary), gRPC and gRPC-Web over HTTP/1.1 and
  * cleartext HTTP/2: each connection's first bytes tell whether it opens with the HTTP/2 preface
  * (h2c prior knowledge, as gRPC clients do) or is HTTP/1.1.
@@ -48,9 +63,12 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     // Every method also reads the reference's lower-case enum spellings in JSON (enum-aliases.ts).
     routes: (router) => {
       routes({ ...options, shutdownSignal: shutdown.signal })(withEnumAliases(router, jsonOptions));
+      // A unary request Connect cannot decode is invalid_argument, not internal (request-decoding.ts).
+      router.handlers.splice(0, router.handlers.length, ...router.handlers.map(refuseUndecodableRequests));
       handlers = router.handlers;
     },
-    interceptors: [errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
+    // markRequestRead first: everything inside it runs only for a request Connect could read.
+    interceptors: [markRequestRead, errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
     jsonOptions,
     // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
     // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
@@ -76,7 +94,8 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     res.on("close", () => {
       if (--inFlight === 0) drained?.();
     });
-    if (files(req, res)) return;
+    if (req instanceof http.IncomingMessage) closeIfAnsweredEarly(req, res as http.ServerResponse);
+    if (files(req, res) || serveDashboard(req, res)) return;
     if (jsonStreams.accepts(req)) jsonStreams.handle(req, res);
     else connect(req as never, res as never);
   };

@@ -14,6 +14,20 @@ export function addViolations(target: FieldViolation[], more: FieldViolation[]):
   return target;
 }
 
+/** Ids (the schema's are at most 64 characters) and names echoed in messages are cut after this many characters. */
+export const ECHO_MAX_CHARS = 64;
+
+/**
+ * `value` as an error message may quote it: whole up to ECHO_MAX_CHARS, else its start and "…",
+ * so a caller's 100 KB string is not sent back (nor logged) whole.
+ */
+export function echo(value: string): string {
+  if (value.length <= ECHO_MAX_CHARS) return value;
+  // Never split a surrogate pair.
+  const end = /[\uD800-\uDBFF]/.test(value[ECHO_MAX_CHARS - 1]!) ? ECHO_MAX_CHARS - 1 : ECHO_MAX_CHARS;
+  return `${value.slice(0, end)}…`;
+}
+
 /** Domain errors; the API maps each class to one Connect code (errorInterceptor in services/api/interceptors.ts). */
 export class DomainError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -13,10 +13,28 @@ export interface DatabaseHandle {
 // Return bigint (int8) columns as strings and let callers convert: money and sizes can exceed 2^53.
 pg.types.setTypeParser(20, (v) => v);
 
-export function connectPostgres(url: string, maxConnections = 10): DatabaseHandle {
-  const pool = new pg.Pool({ connectionString: url, max: maxConnections });
+/** Waiting for a pooled connection (or a new one) longer than this fails the call. */
+const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * No query of ours runs near this long: one that does has lost its server (a network cut sends
+ * no reset). Migrations may take longer: they get a connection without the limit (0).
+ */
+export const QUERY_TIMEOUT_MS = 120_000;
+
+export function connectPostgres(url: string, maxConnections = 10, queryTimeoutMs = QUERY_TIMEOUT_MS): DatabaseHandle {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: maxConnections,
+    // While the server is unreachable a call fails (unavailable, retryable) instead of waiting for
+    // a connection forever; a query on a connection that went silent (network cut) fails too.
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    ...(queryTimeoutMs > 0 ? { query_timeout: queryTimeoutMs } : {}),
+  });
   // An idle client can lose its connection (server restart); log instead of crashing the process.
   pool.on("error", (err) => console.error("postgres pool error:", err.message));
+  // A checked-out client whose connection dies (server restart mid-query) emits "error" on itself,
+  // not on the pool, and an unheard "error" event kills the process. Its query fails anyway.
+  pool.on("connect", (client) => client.on("error", (err) => console.error("postgres connection lost:", err.message)));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, kind: "postgres", close: () => db.destroy() };
 }

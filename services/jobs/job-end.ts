@@ -17,6 +17,8 @@ export type JobEnd =
       execution: unknown;
       error?: { code: string; message: string };
       completedAt: Date;
+      /** The input's metadata again, when the encode learnt more about it (decode errors). */
+      inputMetadata?: unknown;
     }
   /** The job failed as a whole: what had not finished fails; delivered outputs are kept and charged (partial). */
   | { kind: "fail"; code: string; message: string }
@@ -56,6 +58,7 @@ export async function endJob(trx: Trx, jobId: string, end: JobEnd): Promise<JobS
         execution: JSON.stringify(end.execution),
         error_code: end.error?.code ?? "",
         error_message: end.error?.message.slice(0, 2000) ?? "",
+        ...(end.inputMetadata !== undefined ? { input_metadata: JSON.stringify(end.inputMetadata) } : {}),
       };
       break;
     }

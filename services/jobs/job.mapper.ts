@@ -52,6 +52,13 @@ const origin = (o: JobOriginSnapshot) => ({ ...o, provider: ORIGIN_PROVIDER[o.pr
 const timestamp = (d: Date | null) => (d ? timestampFromDate(d) : undefined);
 const money = (minor: string | null) => (minor === null ? "" : formatMinor(minor));
 
+/** Job.warnings, from what the row knows (docs/api.md, Warnings). */
+function jobWarnings(job: JobRecord): string[] {
+  const decodeErrors = Number((job.inputMetadata as { decodeErrors?: unknown } | null)?.decodeErrors ?? 0);
+  if (!(decodeErrors > 0)) return [];
+  return [`INPUT_DECODE_ERRORS: ffmpeg reported ${decodeErrors} decode error${decodeErrors === 1 ? "" : "s"} in the input; the damaged frames were concealed or dropped in the outputs`];
+}
+
 export function toProtoJob(job: JobRecord): Job {
   return create(JobSchema, {
     id: job.id,
@@ -62,6 +69,7 @@ export function toProtoJob(job: JobRecord): Job {
     progress: job.progress,
     priority: PRIORITY[job.priority],
     inputMetadata: job.inputMetadata ? fromJson(InputMetadataSchema, job.inputMetadata as never) : undefined,
+    warnings: jobWarnings(job),
     outputs: job.outputs.map((o) =>
       create(OutputSchema, {
         id: o.id,

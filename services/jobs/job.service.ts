@@ -5,6 +5,7 @@ import { JobServiceCreateRequestSchema, type JobServiceCreateRequest, type Outpu
 import {
   addViolations,
   AlreadyExistsError,
+  echo,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
@@ -12,7 +13,7 @@ import {
 } from "../common/errors.js";
 import { newId } from "../common/ids.js";
 import { paginate, type PageRequest } from "../common/pagination.js";
-import type { OriginManager } from "../origins/origin.service.js";
+import { ORIGIN_NOT_FOUND, type OriginManager } from "../origins/origin.service.js";
 import type { OriginRecord } from "../origins/origin.types.js";
 import { CURRENCY } from "../pricing/pricing.js";
 import { applyPreset, type PresetManager } from "../presets/preset.service.js";
@@ -88,17 +89,24 @@ export class JobManager {
       if (existing) return this.replay(existing, digest);
     }
 
-    // One lookup per distinct origin (most jobs read and write the same one).
+    // One lookup per distinct origin (most jobs read and write the same one). An id that already
+    // violates the schema (too long) is not looked up: its violation is the answer for that field.
+    const violated = new Set(violations.map((v) => v.field));
     const uses = [
-      ...(req.inputOriginId ? [{ id: req.inputOriginId, need: "read" as const, field: "input_origin_id" }] : []),
-      ...(req.outputOriginId ? [{ id: req.outputOriginId, need: "write" as const, field: "output_origin_id" }] : []),
+      ...(req.inputOriginId && !violated.has("input_origin_id") ? [{ id: req.inputOriginId, need: "read" as const, field: "input_origin_id" }] : []),
+      ...(req.outputOriginId && !violated.has("output_origin_id") ? [{ id: req.outputOriginId, need: "write" as const, field: "output_origin_id" }] : []),
     ];
     const found = await this.origins.requireAllForJob(organizationId, uses);
-    const inputOrigin = req.inputOriginId ? found[0] : undefined;
-    const outputOrigin = req.outputOriginId ? found.at(-1)! : { field: "output_origin_id", rule: "required", message: "value is required" };
+    const byField = new Map(uses.map((use, i) => [use.field, found[i]!]));
+    const inputOrigin = byField.get("input_origin_id");
+    const outputOrigin = req.outputOriginId ? byField.get("output_origin_id") : { field: "output_origin_id", rule: "required", message: "value is required" };
     for (const o of [inputOrigin, outputOrigin]) if (o && "field" in o && !violations.some((v) => v.field === o.field)) violations.push(o);
 
-    if (req.outputs.length <= MAX_OUTPUTS) addViolations(violations, await this.resolvePresets(organizationId, req.outputs));
+    if (req.outputs.length <= MAX_OUTPUTS) addViolations(violations, await this.resolvePresets(organizationId, req.outputs, violated));
+    // An unknown origin in an otherwise valid request is not_found (as for another
+    // organization's origin); next to other violations it is one of them, so the caller
+    // learns everything that is wrong with the request from one answer.
+    if (violations.length && violations.every((v) => v.rule === ORIGIN_NOT_FOUND)) throw new NotFoundError(violations[0]!.message);
     if (violations.length) throw new InvalidArgumentError(violations);
     const output = outputOrigin as OriginRecord;
 
@@ -186,11 +194,12 @@ export class JobManager {
    * each resulting output. Unset qualities become the standard tier, so the stored spec is what
    * will be encoded.
    */
-  private async resolvePresets(organizationId: string, outputs: OutputSpec[]): Promise<FieldViolation[]> {
+  private async resolvePresets(organizationId: string, outputs: OutputSpec[], violated: ReadonlySet<string>): Promise<FieldViolation[]> {
     const violations: FieldViolation[] = [];
     const presets = new Map<string, Promise<PresetRecord | undefined>>();
     for (const [i, output] of outputs.entries()) {
-      if (!output.preset) continue;
+      // A reference that violates the schema (too long) is not looked up.
+      if (!output.preset || violated.has(`outputs[${i}].preset`)) continue;
       if (!presets.has(output.preset)) {
         presets.set(
           output.preset,
@@ -202,7 +211,7 @@ export class JobManager {
       }
       const preset = await presets.get(output.preset)!;
       if (!preset) {
-        violations.push({ field: `outputs[${i}].preset`, rule: "output.preset_not_found", message: `preset ${output.preset} not found` });
+        violations.push({ field: `outputs[${i}].preset`, rule: "output.preset_not_found", message: `preset ${echo(output.preset)} not found` });
         continue;
       }
       outputs[i] = applyPreset(preset, output);
@@ -214,7 +223,7 @@ export class JobManager {
 
   async get(organizationId: string, id: string): Promise<JobRecord> {
     const job = await this.repo.get(organizationId, id);
-    if (!job) throw new NotFoundError(`job ${id} not found`);
+    if (!job) throw new NotFoundError(`job ${echo(id)} not found`);
     return job;
   }
 

@@ -1,6 +1,6 @@
 import { mkdir, realpath } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { addViolations, FailedPreconditionError, InvalidArgumentError, NotFoundError, type FieldViolation } from "../common/errors.js";
+import { addViolations, echo, FailedPreconditionError, InvalidArgumentError, NotFoundError, type FieldViolation } from "../common/errors.js";
 import { newId } from "../common/ids.js";
 import { paginate, type PageRequest } from "../common/pagination.js";
 import { checkPathTemplate } from "../jobs/path-template.js";
@@ -15,6 +15,9 @@ import type {
   Permission,
   UpdateOriginInput,
 } from "./origin.types.js";
+
+/** The violation requireAllForJob reports for an origin id this organization does not have. */
+export const ORIGIN_NOT_FOUND = "origin.not_found";
 
 /** Runs a real probe against storage; injected so the domain stays free of SDKs. */
 export type ProbeOrigin = (config: OriginConfig, basePath: string, permissions: OriginPermissions) => Promise<void>;
@@ -114,7 +117,7 @@ export class OriginManager {
 
   async get(organizationId: string, id: string): Promise<OriginRecord> {
     const origin = await this.repo.get(organizationId, id);
-    if (!origin) throw new NotFoundError(`origin ${id} not found`);
+    if (!origin) throw new NotFoundError(`origin ${echo(id)} not found`);
     return origin;
   }
 
@@ -182,12 +185,14 @@ export class OriginManager {
    */
   async requireForJob(organizationId: string, id: string, need: Permission, field: string): Promise<OriginRecord | FieldViolation> {
     const [result] = await this.requireAllForJob(organizationId, [{ id, need, field }]);
+    if ("rule" in result! && result.rule === ORIGIN_NOT_FOUND) throw new NotFoundError(result.message);
     return result!;
   }
 
   /**
    * requireForJob for each use, in order, reading each distinct origin once: a job that reads
-   * and writes the same origin costs one lookup.
+   * and writes the same origin costs one lookup. An unknown origin is an `origin.not_found`
+   * violation here, so the caller can report it with the request's other violations.
    */
   async requireAllForJob(organizationId: string, uses: Array<{ id: string; need: Permission; field: string }>): Promise<Array<OriginRecord | FieldViolation>> {
     const read = new Map<string, OriginRecord>();
@@ -196,7 +201,10 @@ export class OriginManager {
       let origin = read.get(id);
       if (!origin) {
         origin = await this.repo.get(organizationId, id);
-        if (!origin) throw new NotFoundError(`origin ${id} not found`);
+        if (!origin) {
+          results.push({ field, rule: ORIGIN_NOT_FOUND, message: `origin ${echo(id)} not found` });
+          continue;
+        }
         read.set(id, origin);
       }
       results.push(this.checkForJob(origin, need, field));

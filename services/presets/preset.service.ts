@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { OutputType } from "../../gen/rendition/v1/common_pb.js";
 import { AudioTrackSchema, OutputSpecSchema, type OutputSpec } from "../../gen/rendition/v1/job_pb.js";
 import { Container, DeliveryFormat, type PresetSpec } from "../../gen/rendition/v1/preset_pb.js";
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, type FieldViolation } from "../common/errors.js";
+import { AlreadyExistsError, echo, FailedPreconditionError, InvalidArgumentError, NotFoundError, type FieldViolation } from "../common/errors.js";
 import { newId } from "../common/ids.js";
 import { encodeCursor, type PageRequest } from "../common/pagination.js";
 import { checkOutputShape } from "../jobs/output-rules.js";
@@ -88,7 +88,7 @@ export class PresetManager {
   /** By id or slug; system presets are found in every organization. */
   async get(organizationId: string, idOrSlug: string): Promise<PresetRecord> {
     const preset = findSystemPreset(idOrSlug) ?? (await this.repo.getByIdOrSlug(organizationId, idOrSlug));
-    if (!preset) throw new NotFoundError(`preset ${idOrSlug} not found`);
+    if (!preset) throw new NotFoundError(`preset ${echo(idOrSlug)} not found`);
     return preset;
   }
 
@@ -118,14 +118,14 @@ export class PresetManager {
       if (violations.length) throw new InvalidArgumentError(violations);
     }
     const updated = await this.repo.update(organizationId, preset.id, input);
-    if (!updated) throw new NotFoundError(`preset ${idOrSlug} not found`);
+    if (!updated) throw new NotFoundError(`preset ${echo(idOrSlug)} not found`);
     return updated;
   }
 
   /** By id or slug, like Get. */
   async delete(organizationId: string, idOrSlug: string): Promise<void> {
     const preset = await this.ownPreset(organizationId, idOrSlug);
-    if (!(await this.repo.delete(organizationId, preset.id))) throw new NotFoundError(`preset ${idOrSlug} not found`);
+    if (!(await this.repo.delete(organizationId, preset.id))) throw new NotFoundError(`preset ${echo(idOrSlug)} not found`);
   }
 
   /** One of the organization's own presets: system presets are read-only. */

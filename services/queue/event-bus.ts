@@ -19,7 +19,13 @@ export type Unsubscribe = () => void;
 export interface JobEventBus {
   publish(event: JobEvent): Promise<void>;
   /** Resolves once the subscription is active, so a caller can subscribe before reading state. */
-  subscribe(jobId: string, handler: (event: JobEvent) => void): Promise<Unsubscribe>;
+  /** `onResync`: events may have been missed (NATS reconnected after an outage); re-read the job. */
+  subscribe(jobId: string, handler: (event: JobEvent) => void, onResync?: () => void): Promise<Unsubscribe>;
+  /**
+   * False while events published now may be lost (NATS disconnected). Nothing depends on the bus
+   * for correctness: Watch streams re-read the job from the database, more often while this is false.
+   */
+  isLive(): boolean;
   close(): Promise<void>;
 }
 
@@ -38,6 +44,10 @@ export class InProcessEventBus implements JobEventBus {
   async subscribe(jobId: string, handler: (event: JobEvent) => void): Promise<Unsubscribe> {
     this.emitter.on(jobId, handler);
     return () => this.emitter.off(jobId, handler);
+  }
+
+  isLive(): boolean {
+    return true;
   }
 
   async close(): Promise<void> {

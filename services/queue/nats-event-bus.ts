@@ -20,12 +20,16 @@ export function createNatsEventBus(nc: NatsConnection, options: NatsEventBusOpti
 }
 
 type Handler = (event: JobEvent) => void;
+interface Subscriber {
+  handler: Handler;
+  onResync?: () => void;
+}
 
 /** One NATS subscription per job, shared by everything on this bus that watches the job. */
 interface JobSubscription {
   subscription: Subscription;
   /** One entry per subscribe() call (the same function subscribed twice is called twice). */
-  handlers: Set<{ handler: Handler }>;
+  handlers: Set<Subscriber>;
   /** Resolves once the server has the subscription. */
   ready: Promise<void>;
 }
@@ -34,6 +38,7 @@ export class NatsEventBus implements JobEventBus {
   private readonly prefix: string;
   private readonly jobs = new Map<string, JobSubscription>();
   private closed = false;
+  private connected = true;
 
   /** The caller owns `nc`; close() only ends this bus's subscriptions. */
   constructor(
@@ -44,6 +49,23 @@ export class NatsEventBus implements JobEventBus {
     if (!SUBJECT_PREFIX.test(this.prefix)) {
       throw new Error(`invalid NATS subject prefix ${JSON.stringify(this.prefix)}`);
     }
+    this.followStatus().catch(() => (this.connected = false));
+  }
+
+  isLive(): boolean {
+    return this.connected && !this.closed && !this.nc.isClosed();
+  }
+
+  /** Disconnected from the moment the client notices until it has reconnected (and resubscribed). */
+  private async followStatus(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (status.type === "disconnect" || status.type === "reconnecting") this.connected = false;
+      else if (status.type === "reconnect") {
+        this.connected = true;
+        // Core NATS kept nothing published meanwhile: every watcher re-reads its job.
+        for (const [jobId, entry] of this.jobs) this.deliver(entry.handlers, jobId, undefined);
+      }
+    }
   }
 
   /** `${prefix}.events.job.<jobId>` */
@@ -52,19 +74,29 @@ export class NatsEventBus implements JobEventBus {
     return `${this.prefix}.events.job.${jobId}`;
   }
 
+  /**
+   * Best effort, never throws: the change is committed before it is announced, and Watch streams
+   * re-read the database, so an event lost to a NATS outage delays a stream, it loses nothing.
+   * (A failing announcement must not fail the worker or the RPC that made the change.)
+   */
   async publish(event: JobEvent): Promise<void> {
-    if (this.closed) throw new Error("event bus is closed");
-    this.nc.publish(this.subject(event.jobId), JSON.stringify(event));
+    const subject = this.subject(event.jobId);
+    if (this.closed || this.nc.isClosed()) return;
+    try {
+      this.nc.publish(subject, JSON.stringify(event));
+    } catch {
+      // disconnected with a full reconnect buffer, or closing: dropped (see above)
+    }
   }
 
   /**
    * Many Watch streams on one job share one NATS subscription: the server sends each event to
    * this process once, it is parsed once and handed to every handler of the job.
    */
-  async subscribe(jobId: string, handler: Handler): Promise<Unsubscribe> {
+  async subscribe(jobId: string, handler: Handler, onResync?: () => void): Promise<Unsubscribe> {
     if (this.closed) throw new Error("event bus is closed");
     const entry = this.jobs.get(jobId) ?? this.open(jobId);
-    const token = { handler };
+    const token: Subscriber = { handler, onResync };
     entry.handlers.add(token);
     const unsubscribe = () => {
       if (!entry.handlers.delete(token) || entry.handlers.size > 0) return;
@@ -88,7 +120,7 @@ export class NatsEventBus implements JobEventBus {
   }
 
   private open(jobId: string): JobSubscription {
-    const handlers = new Set<{ handler: Handler }>();
+    const handlers = new Set<Subscriber>();
     const subscription = this.nc.subscribe(this.subject(jobId), {
       callback: (error, msg) => {
         if (error) return;
@@ -98,13 +130,7 @@ export class NatsEventBus implements JobEventBus {
         } catch {
           return; // not ours
         }
-        for (const { handler } of [...handlers]) {
-          try {
-            handler(event);
-          } catch (handlerError) {
-            console.warn(`[event-bus] handler for job ${jobId} threw`, handlerError);
-          }
-        }
+        this.deliver(handlers, jobId, event);
       },
     });
     const entry: JobSubscription = { subscription, handlers, ready: this.nc.flush() };
@@ -115,6 +141,18 @@ export class NatsEventBus implements JobEventBus {
       this.end(entry.subscription);
     });
     return entry;
+  }
+
+  /** An event to every subscriber of the job, or (undefined) a resync. */
+  private deliver(handlers: Set<Subscriber>, jobId: string, event: JobEvent | undefined): void {
+    for (const { handler, onResync } of [...handlers]) {
+      try {
+        if (event) handler(event);
+        else onResync?.();
+      } catch (handlerError) {
+        console.warn(`[event-bus] handler for job ${jobId} threw`, handlerError);
+      }
+    }
   }
 
   private end(subscription: Subscription): void {

@@ -53,6 +53,8 @@ export interface NatsWorkQueueOptions extends Partial<WorkQueueOptions> {
   prefix?: string;
   /** JetStream duplicate window for Nats-Msg-Id. Default 2 min. */
   duplicateWindowMs?: number;
+  /** Stream replicas (3 on a 3-node JetStream cluster: a publish is acked once a quorum has it). Default 1. */
+  replicas?: number;
   /** An idle take() re-sweeps at least this often (catches redeliveries). Default 1 s. */
   idleSweepMs?: number;
   /**
@@ -108,6 +110,7 @@ export async function createNatsWorkQueue(nc: NatsConnection, options: NatsWorkQ
     ackWaitMs: options.ackWaitMs ?? DEFAULT_WORK_QUEUE_OPTIONS.ackWaitMs,
     maxDeliver: options.maxDeliver ?? DEFAULT_WORK_QUEUE_OPTIONS.maxDeliver,
     duplicateWindowMs: options.duplicateWindowMs ?? 120_000,
+    replicas: options.replicas ?? 1,
     idleSweepMs: options.idleSweepMs ?? 1_000,
     pullTimeoutMs: options.pullTimeoutMs ?? 2_000,
     onError: options.onError ?? ((error) => console.warn(`[work-queue ${names.stream}]`, error)),
@@ -122,6 +125,7 @@ export async function createNatsWorkQueue(nc: NatsConnection, options: NatsWorkQ
 
 interface ResolvedOptions extends WorkQueueOptions {
   duplicateWindowMs: number;
+  replicas: number;
   idleSweepMs: number;
   pullTimeoutMs: number;
   onError: (error: unknown) => void;
@@ -359,7 +363,7 @@ async function ensureTopology(jsm: JetStreamManager, names: NatsWorkQueueNames, 
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
     discard: DiscardPolicy.Old,
-    num_replicas: 1,
+    num_replicas: settings.replicas,
     duplicate_window: nanos(settings.duplicateWindowMs),
   };
   try {

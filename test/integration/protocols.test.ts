@@ -4,7 +4,7 @@
  * gRPC and gRPC-Web, `buf curl`, and the health endpoints.
  */
 import { execFile, spawn } from "node:child_process";
-import { request as httpRequest } from "node:http";
+import { Agent, request as httpRequest } from "node:http";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -508,6 +508,37 @@ describe("oversized requests", () => {
       req.end(body);
     });
   }
+
+  it("closes the connection after refusing a body it did not read, so the next call on a keep-alive agent is answered", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (body: string, chunked: boolean) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpRequest(`${api.baseUrl}/rendition.v1.JobService/Get`, {
+          method: "POST",
+          agent,
+          headers: { "content-type": "application/json", ...(chunked ? { "transfer-encoding": "chunked" } : {}) },
+          signal: AbortSignal.timeout(15_000),
+        }, (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        });
+        req.on("error", reject);
+        // Chunked, in pieces: the server answers while most of the body is still unread.
+        const piece = "x".repeat(64 * 1024);
+        if (chunked) {
+          req.write(`{"id":"`);
+          for (let i = 0; i < 32; i++) req.write(piece);
+          req.end(`"}`);
+        } else req.end(body);
+      });
+    try {
+      expect(await send("", true)).toBe(429);
+      // Before the fix this call went out on the stalled connection and hung for 65 s.
+      expect(await send('{"id":"job_x"}', false)).toBe(401);
+    } finally {
+      agent.destroy();
+    }
+  });
 
   it("refuses a body over 1 MiB, and a gzip body that inflates past it, before authentication", async () => {
     const plain = await post(Buffer.from(`{"id":"${"x".repeat(2 * 1024 * 1024)}"}`), {});

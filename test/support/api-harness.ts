@@ -48,7 +48,12 @@ export function authHeaders(auth: { apiKey: string; organizationId: string }): I
 export async function startTestApi(
   databaseUrl: string | undefined,
   env: Record<string, string> = {},
-  options: { worker?: boolean; log?: (msg: string, err?: unknown) => void } = {},
+  options: {
+    worker?: boolean;
+    /** The queue and event bus (NATS when NATS_URL is set) without a worker; implied by `worker`. */
+    messaging?: boolean;
+    log?: (msg: string, err?: unknown) => void;
+  } = {},
 ): Promise<TestApi> {
   const dataDir = mkdtempSync(join(tmpdir(), "rendition-test-"));
   mkdirSync(join(dataDir, "storage"), { recursive: true });
@@ -63,16 +68,16 @@ export async function startTestApi(
   });
   const log = options.log ?? (() => {});
   // With a worker: the whole pipeline in this process (relay, queue, encoder), as `npm start` runs it.
-  const messaging = options.worker ? await openMessaging(config, "test", log) : undefined;
+  const messaging = options.worker || options.messaging ? await openMessaging(config, "test", log) : undefined;
   const app = await createApp(config, log, messaging?.events);
   const credentials = (await bootstrapIfEmpty(app, config))!;
   const relay = messaging && (await startRelay(app, messaging, config, log));
-  const worker = messaging && (await startWorker(app, messaging, config, log)).worker;
+  const worker = messaging && options.worker ? (await startWorker(app, messaging, config, log)).worker : undefined;
   const dispatcher = startWebhookDispatcher(app, config, log, relay);
   const server = createApiServer({
     ...app,
     keys: app.auth,
-    watch: { heartbeatMs: config.watchHeartbeatMs, progressDebounceMs: 200 },
+    watch: { heartbeatMs: config.watchHeartbeatMs, pollMs: config.watchPollMs, progressDebounceMs: 200 },
     checkDatabase: () => checkDatabase(app.database),
     log: (msg, err) => console.error(msg, err),
     shutdownTimeoutMs: config.shutdownTimeoutMs,

@@ -226,7 +226,7 @@ export async function createEncoderFixture(): Promise<EncoderFixture> {
   const jobRepository = new JobRepository(handle.db);
   const presets = new PresetManager(new PresetRepository(handle.db));
   const jobs = new JobManager(jobRepository, origins, presets, events);
-  const quietJobs = new JobManager(jobRepository, origins, presets, { publish: async () => {}, subscribe: async () => () => {}, close: async () => {} });
+  const quietJobs = new JobManager(jobRepository, origins, presets, { publish: async () => {}, subscribe: async () => () => {}, isLive: () => true, close: async () => {} });
   const runs = new JobRunRepository(handle.db);
   const org = await new AuthRepository(handle.db).createOrganization("Encoder tests");
   const originRoot = join(scratch, "origins", org.id, "media");

@@ -9,6 +9,7 @@
  */
 import type { TestProject } from "vitest/node";
 
+import { buildWeb } from "../../scripts/build-web.js";
 import { prepareTemplateDatabase } from "./database.js";
 import { ensureNats, ensurePostgres, type TestService } from "./services.js";
 
@@ -28,8 +29,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await Promise.allSettled(services.map((service) => service.stop()));
   };
 
+  // The dashboard is built once here, so the tests' many `npm start`s (which build it when it is
+  // stale) never build it at the same time into the same directory.
+  const web = buildWeb({ ifStale: true });
   // Both servers come up in parallel; if either fails, whatever did start is stopped again.
   const results = await Promise.allSettled([
+    web,
     ensurePostgres().then(async (postgres) => {
       started.push(postgres);
       await prepareTemplateDatabase(postgres.url);
@@ -45,7 +50,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await stopAll();
     throw failures.length === 1 ? failures[0] : new AggregateError(failures, "test services failed to start");
   }
-  const [postgres, nats] = results.map((result) => (result as PromiseFulfilledResult<TestService>).value) as [
+  const [, postgres, nats] = results.map((result) => (result as PromiseFulfilledResult<TestService>).value) as [
+    unknown,
     TestService,
     TestService,
   ];

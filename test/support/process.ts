@@ -39,16 +39,28 @@ function describe(proc: { stdout: string; stderr: string }): string {
   return `\n--- stdout ---\n${tail(proc.stdout)}\n--- stderr ---\n${tail(proc.stderr)}`;
 }
 
+export interface SpawnOptions {
+  /**
+   * Its own process group (the pid is the group id), so `process.kill(-pid, "SIGKILL")` takes its
+   * ffmpeg children with it (bench/chaos kills workers this way).
+   */
+  detached?: boolean;
+  /** A command the entry point runs under, e.g. `["ip", "netns", "exec", "ns1"]` (it must exec). */
+  prefix?: string[];
+}
+
 /**
  * Starts `services/main.ts` with `args`. The environment is the test process's minus any
  * PORT/HOST/DATABASE_URL/RENDITION_* setting, plus `env`.
  */
-export function spawnRendition(args: string[], env: Record<string, string>): RenditionProcess {
+export function spawnRendition(args: string[], env: Record<string, string>, options: SpawnOptions = {}): RenditionProcess {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SCRUBBED.test(k)));
-  const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts", ...args], {
+  const command = [...(options.prefix ?? []), process.execPath, "--import", "tsx", "services/main.ts", ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: REPO_ROOT,
     env: { ...base, ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.detached ?? false,
   });
   children.add(child);
 

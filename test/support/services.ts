@@ -138,10 +138,23 @@ interface StartedPostgres {
   url: string;
   version: string;
   baseDir: string;
+  /** Stops the server and removes its files. */
   stop(): Promise<void>;
+  /** Outage tests: stops the server at once (`-m immediate`, as a crash), keeping its files. */
+  halt(): Promise<void>;
+  /** Starts the halted server again on the same port. */
+  resume(): Promise<void>;
 }
 
-async function startPostgres(binDir: string): Promise<StartedPostgres> {
+/** A PostgreSQL cluster of the test's own (so it can be stopped without touching the shared one). */
+export async function startPrivatePostgres(): Promise<StartedPostgres> {
+  const binDir = await locatePostgres();
+  if (!binDir) throw new Error("no PostgreSQL binaries (initdb, pg_ctl): apt-get install -y postgresql");
+  // A crash of the server (halt) must keep what it acknowledged, as a real one does.
+  return startPostgres(binDir, { durable: true });
+}
+
+async function startPostgres(binDir: string, options: { durable?: boolean } = {}): Promise<StartedPostgres> {
   // initdb and postgres refuse to run as root: then the directory belongs to, and the
   // commands run as, the `postgres` user (created by Debian's package), via runuser.
   const runAs = process.getuid?.() === 0 ? await lookupUnprivilegedUser() : undefined;
@@ -186,8 +199,9 @@ async function startPostgres(binDir: string): Promise<StartedPostgres> {
           `port = ${port}`,
           "listen_addresses = '127.0.0.1'",
           `unix_socket_directories = '${baseDir.replace(/'/g, "''")}'`,
+          // Only an OS crash needs fsync; a server crash loses unflushed commits without synchronous_commit.
           "fsync = off",
-          "synchronous_commit = off",
+          `synchronous_commit = ${options.durable ? "on" : "off"}`,
           "full_page_writes = off",
           "max_connections = 200",
           "",
@@ -215,7 +229,19 @@ async function startPostgres(binDir: string): Promise<StartedPostgres> {
             }
             await rm(baseDir, { recursive: true, force: true });
           })());
-        return { url, version, baseDir, stop };
+        const halt = async () => {
+          const [c, a] = asUser(pgCtl, ["-D", dataDir, "-m", "immediate", "-w", "stop"]);
+          await run(c, a, "pg_ctl stop");
+          running = false;
+        };
+        const resume = async () => {
+          const [c, a] = asUser(pgCtl, ["-D", dataDir, "-l", logFile, "-w", "-t", "60", "start"]);
+          running = true;
+          await run(c, a, "pg_ctl start");
+          const problem = await waitFor(() => probePostgres(url), 20_000);
+          if (problem) throw new Error(`restarted but not answering at ${url}: ${problem}`);
+        };
+        return { url, version, baseDir, stop, halt, resume };
       } catch (error) {
         // Most likely the port was taken between choosing and binding it: try another one.
         lastError = new Error(`${describeError(error)}\n${await tail(logFile)}`);
@@ -341,6 +367,47 @@ export function locateNatsServer(
   dirs: string[] = [...pathDirs(env), "/usr/sbin", "/usr/bin"],
 ): string | undefined {
   return dirs.map((dir) => path.join(dir, "nats-server")).find(isExecutable);
+}
+
+/**
+ * A nats-server (JetStream) of the test's own on a fixed free port, so it can be killed and
+ * started again at the same address, as in a NATS outage.
+ */
+export async function startPrivateNats(): Promise<{ url: string; stop(): Promise<void>; halt(): Promise<void>; resume(): Promise<void> }> {
+  const binary = locateNatsServer();
+  if (!binary) throw new Error("no nats-server binary: apt-get install -y nats-server");
+  const baseDir = await mkdtemp(path.join(tmpdir(), "rendition-nats-"));
+  const storeDir = path.join(baseDir, "jetstream");
+  await mkdir(storeDir);
+  const port = await freePort();
+  const url = `nats://127.0.0.1:${port}`;
+  let child: ChildProcess | undefined;
+  const killSync = () => child?.kill("SIGKILL");
+  process.on("exit", killSync);
+  const halt = async () => {
+    const proc = child;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((resolve) => proc.once("exit", resolve));
+    proc.kill("SIGKILL");
+    await exited;
+  };
+  const resume = async () => {
+    const proc = spawn(binary, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], { stdio: "ignore" });
+    child = proc;
+    const problem = await waitFor(async () => (proc.exitCode !== null ? `exited (${proc.exitCode})` : probeNats(url, 1000)), 15_000, (p) => p.startsWith("exited"));
+    if (problem) throw new Error(`could not start ${binary} on port ${port}: ${problem}`);
+  };
+  await resume();
+  return {
+    url,
+    halt,
+    resume,
+    async stop() {
+      process.off("exit", killSync);
+      await halt();
+      await rm(baseDir, { recursive: true, force: true });
+    },
+  };
 }
 
 async function startNats(binary: string): Promise<{ url: string; baseDir: string; stop(): Promise<void> }> {

@@ -113,10 +113,12 @@ describe("parseProbe", () => {
     expectMediaError(() => parseProbe({ streams: "x" }, 22, LIMITS), "INPUT_UNREADABLE", /could not parse/);
   });
 
-  it("refuses inputs without a video stream", () => {
+  it("refuses inputs without a video stream: audio-only media with INPUT_NO_VIDEO, anything else INPUT_UNREADABLE", () => {
     expectMediaError(() => parseProbe({}, 22, LIMITS), "INPUT_UNREADABLE", /no video stream/);
+    const dataOnly = { streams: [{ codec_type: "data", codec_name: "bin_data" }], format: { format_name: "mpegts", duration: "3.0" } };
+    expectMediaError(() => parseProbe(dataOnly, 22, LIMITS), "INPUT_UNREADABLE", /^the input has no video stream$/);
     const audioOnly = { streams: [MP4.streams[1]], format: { format_name: "wav", duration: "3.0" } };
-    expectMediaError(() => parseProbe(audioOnly, 22, LIMITS), "INPUT_UNREADABLE", /^the input has no video stream$/);
+    expectMediaError(() => parseProbe(audioOnly, 22, LIMITS), "INPUT_NO_VIDEO", /^the input is audio only, no video stream$/);
     const mp3WithCover = {
       streams: [
         { codec_type: "audio", codec_name: "mp3", sample_rate: "44100", channels: 2 },
@@ -124,7 +126,16 @@ describe("parseProbe", () => {
       ],
       format: { format_name: "mp3", duration: "180.0" },
     };
-    expectMediaError(() => parseProbe(mp3WithCover, 22, LIMITS), "INPUT_UNREADABLE", /only cover art/);
+    expectMediaError(() => parseProbe(mp3WithCover, 22, LIMITS), "INPUT_NO_VIDEO", /audio with cover art/);
+    const coverOnly = { streams: [mp3WithCover.streams[1]!], format: { format_name: "mp3", duration: "180.0" } };
+    expectMediaError(() => parseProbe(coverOnly, 22, LIMITS), "INPUT_UNREADABLE", /only cover art/);
+  });
+
+  it("refuses a header claiming frames over the limit as too large, even when it gives no duration", () => {
+    const y4m = { streams: [{ codec_type: "video", codec_name: "rawvideo", width: 16000, height: 16000, avg_frame_rate: "25/1" }], format: { format_name: "yuv4mpegpipe" } };
+    expectMediaError(() => parseProbe(y4m, 4096, LIMITS), "INPUT_TOO_LARGE", /^the input is 16000x16000; the limit is 3840x2160$/);
+    const small = { ...y4m, streams: [{ ...y4m.streams[0]!, width: 64, height: 64 }] };
+    expectMediaError(() => parseProbe(small, 4096, LIMITS), "INPUT_UNREADABLE", /duration/);
   });
 
   it("refuses a single still image", () => {

@@ -18,7 +18,7 @@ async function collect(stream: AsyncGenerator<{ event: WatchEventName; job: JobR
   return seen;
 }
 
-const options = (signal = new AbortController().signal) => ({ heartbeatMs: 60_000, progressDebounceMs: 200, signal });
+const options = (signal = new AbortController().signal) => ({ heartbeatMs: 60_000, pollMs: 1_000, progressDebounceMs: 200, signal });
 
 describe("watchJob", () => {
   it("ends at once for a terminal job: snapshot then completed", async () => {
@@ -80,7 +80,7 @@ describe("watchJob", () => {
     const bus = new InProcessEventBus();
     const { load } = fakeJob("processing");
     const abort = new AbortController();
-    const seen = await collect(watchJob(bus, load, "job_1", { heartbeatMs: 50, progressDebounceMs: 200, signal: abort.signal }), (event) => {
+    const seen = await collect(watchJob(bus, load, "job_1", { heartbeatMs: 50, pollMs: 1_000, progressDebounceMs: 200, signal: abort.signal }), (event) => {
       if (event === "heartbeat" && !abort.signal.aborted) setTimeout(() => abort.abort(), 120);
     });
     const heartbeats = seen.filter(([e]) => e === "heartbeat").length;
@@ -98,5 +98,69 @@ describe("watchJob", () => {
     }
     // @ts-expect-error reading the private emitter: no listener may be left behind
     expect(bus.emitter.listenerCount("job_1")).toBe(0);
+  });
+
+  describe("converges on the database when the bus does not deliver", () => {
+    /** A bus that accepts subscriptions but drops every event, like core NATS during an outage. */
+    class SilentBus extends InProcessEventBus {
+      live = true;
+      subscribeError: Error | undefined;
+      override async publish(): Promise<void> {}
+      override isLive(): boolean {
+        return this.live;
+      }
+      override async subscribe(jobId: string, handler: Parameters<InProcessEventBus["subscribe"]>[1]) {
+        if (this.subscribeError) throw this.subscribeError;
+        return super.subscribe(jobId, handler);
+      }
+    }
+    const finishLater = (job: JobRecord, ms: number) => setTimeout(() => Object.assign(job, { status: "completed", progress: 100 }), ms);
+
+    it("polls while the bus is down and ends with completed", async () => {
+      const bus = new SilentBus();
+      bus.live = false;
+      const { job, load } = fakeJob("processing");
+      finishLater(job, 150);
+      const seen = await collect(watchJob(bus, load, "job_1", { ...options(), pollMs: 50 }));
+      expect(seen).toEqual([
+        ["snapshot", "processing", 0],
+        ["completed", "completed", 100],
+      ]);
+    });
+
+    it("starts from the snapshot when subscribing fails (NATS DISCONNECT) and still ends", async () => {
+      const bus = new SilentBus();
+      bus.subscribeError = new Error("DISCONNECT");
+      const { job, load } = fakeJob("processing");
+      finishLater(job, 150);
+      const seen = await collect(watchJob(bus, load, "job_1", { ...options(), pollMs: 50 }));
+      expect(seen.at(0)).toEqual(["snapshot", "processing", 0]);
+      expect(seen.at(-1)).toEqual(["completed", "completed", 100]);
+    });
+
+    it("re-reads at the heartbeat when a live bus lost the event", async () => {
+      const bus = new SilentBus();
+      const { job, load } = fakeJob("processing");
+      finishLater(job, 100);
+      // pollMs is long: only the heartbeat's read can find the change.
+      const seen = await collect(watchJob(bus, load, "job_1", { ...options(), heartbeatMs: 200, pollMs: 60_000 }));
+      expect(seen.at(-1)).toEqual(["completed", "completed", 100]);
+    });
+
+    it("keeps the stream through failed reads and reports the state once reads work again", async () => {
+      const bus = new SilentBus();
+      bus.live = false;
+      const { job } = fakeJob("processing");
+      let reads = 0;
+      const load = async () => {
+        reads++;
+        if (reads >= 2 && reads <= 4) throw new Error("connect ECONNREFUSED 127.0.0.1:5432");
+        return { ...job };
+      };
+      finishLater(job, 100);
+      const seen = await collect(watchJob(bus, load, "job_1", { ...options(), pollMs: 40 }));
+      expect(reads).toBeGreaterThanOrEqual(5);
+      expect(seen.at(-1)).toEqual(["completed", "completed", 100]);
+    });
   });
 });

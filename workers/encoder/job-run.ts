@@ -69,8 +69,9 @@ interface Timings {
   attempts: number;
 }
 
-function toInputMetadata(info: MediaInfo): InputMetadata {
+function toInputMetadata(info: MediaInfo, decodeErrors = 0): InputMetadata {
   return create(InputMetadataSchema, {
+    decodeErrors,
     durationMs: BigInt(info.durationMs),
     width: info.width,
     height: info.height,
@@ -108,6 +109,8 @@ export class JobRun {
   private readonly actualMicros = new Map<string, number>();
   /** Sprite sheets rendered by this run (thumbnails mode sprite), for the storyboards of streaming outputs. */
   private readonly sprites: RenderedSprite[] = [];
+  /** The most decode errors one encode run of this attempt reported (each run decodes the whole input). */
+  private decodeErrors = 0;
 
   constructor(
     private readonly deps: JobRunDeps,
@@ -270,7 +273,7 @@ export class JobRun {
       const uploadStarted = Date.now();
       await this.upload(encoded, info, delivery, failures);
       this.timings.uploadDurationMs += Date.now() - uploadStarted + thumbnails.uploadMs;
-      await this.finish(failures, thumbnails.failed);
+      await this.finish(failures, thumbnails.failed, info);
     } finally {
       driver.destroy?.();
     }
@@ -324,6 +327,7 @@ export class JobRun {
         timeoutMs,
         durationMs: info.durationMs,
         onProgress: (fraction) => this.onEncodeProgress(fraction, group.map((r) => r.output.id)),
+        onDecodeErrors: (count) => (this.decodeErrors = Math.max(this.decodeErrors, count)),
       });
       return group;
     };
@@ -438,7 +442,7 @@ export class JobRun {
     }
   }
 
-  private async finish(failures: Map<string, PermanentFailure>, failedThumbnails: number): Promise<void> {
+  private async finish(failures: Map<string, PermanentFailure>, failedThumbnails: number, info: MediaInfo): Promise<void> {
     const completed = this.job.outputs.filter((o) => o.status === "completed");
     // Outputs failed by the plan (written at once) or by an earlier attempt count as failures too.
     const failedEarlier = this.job.outputs.filter((o) => o.status === "failed" && !failures.has(o.id));
@@ -457,6 +461,8 @@ export class JobRun {
         execution: this.timings,
         error: status === "failed" && firstFailure ? { code: firstFailure.code, message: firstFailure.message } : undefined,
         completedAt: now,
+        // Decode errors are surfaced (input_metadata.decode_errors, the INPUT_DECODE_ERRORS warning), never silently concealed.
+        inputMetadata: this.decodeErrors > 0 ? toJson(InputMetadataSchema, toInputMetadata(info, this.decodeErrors)) : undefined,
       }),
     );
     await this.statusChanged(status, 100);

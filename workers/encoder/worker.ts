@@ -324,13 +324,19 @@ export class EncoderWorker {
     try {
       // A chunk works in its job's cache directory (ChunkInputCache) instead.
       if (withTmp) tmp = await mkdtemp(join(this.settings.tmpDir, `rendition-${lease.jobId}-`));
-      unsubscribe = await events.subscribe(lease.jobId, (event) => {
-        if (event.kind !== "status") return;
-        if (event.status === "canceled") abort.abort(new LeaseLostError("canceled"));
-        // A chunk stops as soon as its job has ended elsewhere (another chunk failed it); the job
-        // lease holder writes those statuses itself.
-        else if (!withTmp && isTerminal(event.status)) abort.abort(new LeaseLostError(`the job ended ${event.status}`));
-      });
+      // A prompt stop on cancel; without the bus (NATS down) the lease renewal notices it instead.
+      unsubscribe = await events
+        .subscribe(lease.jobId, (event) => {
+          if (event.kind !== "status") return;
+          if (event.status === "canceled") abort.abort(new LeaseLostError("canceled"));
+          // A chunk stops as soon as its job has ended elsewhere (another chunk failed it); the job
+          // lease holder writes those statuses itself.
+          else if (!withTmp && isTerminal(event.status)) abort.abort(new LeaseLostError(`the job ended ${event.status}`));
+        })
+        .catch((err: unknown) => {
+          log(`job ${lease.jobId}: no cancel notifications (event bus unavailable); the lease renewal will notice a cancel`, err);
+          return undefined;
+        });
       let lastRenewal = Date.now();
       heartbeat = setInterval(
         () => {

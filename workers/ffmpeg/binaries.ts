@@ -18,6 +18,13 @@ export interface LocatedMediaTools {
    * failed progress writes, so without it a SIGKILLed worker leaves its encode running.
    */
   launcher?: string[];
+  /**
+   * `prlimit`, `env` and `nice` (util-linux, coreutils), found on PATH and checked to start
+   * ffmpeg in a chain: what applies ProcessLimits, a private TMPDIR and a cleaned environment.
+   * Each execs the next, so the pid is still ffmpeg's. Unset when one is missing or the chain
+   * does not run (other platforms): processes then run without CPU or memory limits.
+   */
+  sandbox?: { prlimit: string; env: string; nice: string };
 }
 
 export class MediaToolsNotFoundError extends Error {
@@ -35,7 +42,7 @@ export class MediaToolsNotFoundError extends Error {
  */
 export async function locateMediaTools(env: NodeJS.ProcessEnv = process.env, options: { tmpDir?: string } = {}): Promise<LocatedMediaTools> {
   const found = await findBinaries(env, options);
-  return { ...found, launcher: await findLauncher(env, found.ffmpegPath) };
+  return { ...found, launcher: await findLauncher(env, found.ffmpegPath), sandbox: await findSandbox(env, found.ffmpegPath) };
 }
 
 async function findBinaries(env: NodeJS.ProcessEnv, options: { tmpDir?: string }): Promise<Omit<LocatedMediaTools, "launcher">> {
@@ -69,6 +76,19 @@ async function findLauncher(env: NodeJS.ProcessEnv, ffmpegPath: string): Promise
     return launcher;
   } catch {
     return [];
+  }
+}
+
+/** prlimit + env + nice, when all three are on PATH and `prlimit … env -i … nice … ffmpeg -version` works. */
+async function findSandbox(env: NodeJS.ProcessEnv, ffmpegPath: string): Promise<LocatedMediaTools["sandbox"]> {
+  if (process.platform !== "linux") return undefined;
+  try {
+    const dirs = (env.PATH ?? "").split(path.delimiter).filter(Boolean);
+    const sandbox = { prlimit: await which("prlimit", dirs), env: await which("env", dirs), nice: await which("nice", dirs) };
+    await versionLine(sandbox.prlimit, ["--cpu=60", "--", sandbox.env, "-i", sandbox.nice, "-n", "1", ffmpegPath]);
+    return sandbox;
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,5 +1,6 @@
 import { execFile, type ChildProcess } from "node:child_process";
 import { stat } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import Ffmpeg from "fluent-ffmpeg";
@@ -9,7 +10,16 @@ import { formatDuration, parseProbe } from "./probe.js";
 import { probeMp4Header } from "./mp4-probe.js";
 import { ProgressTracker } from "./progress.js";
 import { detectCapabilities } from "./capabilities.js";
-import { MediaError, type FfmpegCapabilities, type FfmpegCommand, type InputLimits, type MediaInfo, type MediaTools, type RunOptions } from "./types.js";
+import {
+  MediaError,
+  type FfmpegCapabilities,
+  type FfmpegCommand,
+  type InputLimits,
+  type MediaInfo,
+  type MediaTools,
+  type ProcessLimits,
+  type RunOptions,
+} from "./types.js";
 
 const PROBE_TIMEOUT_MS = 60_000;
 /** ffprobe's JSON for a file with many streams is large; past this it is not an input we want. */
@@ -30,8 +40,32 @@ interface FluentInternals {
   availableEncoders(callback: (err: Error | null, encoders: Record<string, unknown>) => void): void;
 }
 
-/** The MediaTools adapter: ffmpeg runs through fluent-ffmpeg, ffprobe through execFile. */
-export function createMediaTools(located: LocatedMediaTools): MediaTools {
+/** What processes get without a configuration: no CPU cap past the wall-clock one, 8 GiB of data, nice 10. */
+export const DEFAULT_PROCESS_LIMITS: ProcessLimits = { cpuSeconds: 0, memoryBytes: 8 * 2 ** 30, nice: 10 };
+
+/**
+ * Variables ffmpeg keeps from the worker's environment (plus TMPDIR, set to its work directory).
+ * Everything else is dropped: the worker's environment holds DATABASE_URL, the encryption key
+ * and storage secrets, which no media process needs.
+ */
+const KEPT_ENV = ["PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "FONTCONFIG_FILE", "FONTCONFIG_PATH", "XDG_CACHE_HOME", "LD_LIBRARY_PATH"];
+
+/**
+ * ffmpeg's stderr lines (at -loglevel error) that report input it could not decode: a packet
+ * the decoder refused ("Error while decoding stream #0:0: ...") or a slice it concealed
+ * ("[h264 @ …] error while decoding MB 13 13", "concealing 120 DC, ... errors in P frame"), or
+ * packet data missing from a truncated file ("[mov,mp4,… @ …] stream 0, offset 0xee4a: partial file").
+ */
+export const DECODE_ERROR_LINE = /^Error while decoding stream #|\] error while decoding MB |\] concealing \d+ |\] stream \d+, offset 0x[0-9a-f]+: partial file$/;
+
+/**
+ * The MediaTools adapter: ffmpeg runs through fluent-ffmpeg, ffprobe through execFile. With
+ * `located.sandbox`, every process runs under `limits` (default DEFAULT_PROCESS_LIMITS), niced,
+ * in its own work directory (cwd and TMPDIR: the input's directory, i.e. the job's temp dir)
+ * with a cleaned environment.
+ */
+export function createMediaTools(located: LocatedMediaTools, options: { limits?: ProcessLimits } = {}): MediaTools {
+  const limits = options.limits ?? DEFAULT_PROCESS_LIMITS;
   let capabilities: Promise<FfmpegCapabilities> | undefined;
   return {
     capabilities: () => {
@@ -43,9 +77,9 @@ export function createMediaTools(located: LocatedMediaTools): MediaTools {
     },
     ffmpegPath: located.ffmpegPath,
     ffprobePath: located.ffprobePath,
-    description: located.description,
-    probe: (file, limits, options) => probeFile(located, file, limits, options?.signal),
-    run: (command, options) => runCommand(located, command, options ?? {}),
+    description: `${located.description}; ${describeLimits(located, limits)}`,
+    probe: (file, inputLimits, probeOptions) => probeFile(located, limits, file, inputLimits, probeOptions?.signal),
+    run: (command, runOptions) => runCommand(located, limits, command, runOptions ?? {}),
   };
 }
 
@@ -64,9 +98,9 @@ export function createMediaTools(located: LocatedMediaTools): MediaTools {
  * With a `launcher` (setpriv), fluent spawns the launcher and ffmpeg's path becomes the first
  * argument: the argv is then `[...launcher.slice(1), ffmpegPath, ...flattenCommand(cmd)]`.
  */
-export function toFluentCommand(cmd: FfmpegCommand, ffmpegPath: string, launcher: string[] = []): Ffmpeg.FfmpegCommand {
+export function toFluentCommand(cmd: FfmpegCommand, ffmpegPath: string, launcher: string[] = [], cwd?: string): Ffmpeg.FfmpegCommand {
   if (cmd.inputs.length === 0 || cmd.outputs.length === 0) throw new Error("an ffmpeg command needs at least one input and one output");
-  const fluent = Ffmpeg({ stdoutLines: 100 });
+  const fluent = Ffmpeg({ stdoutLines: 100, ...(cwd ? { cwd } : {}) });
   const internals = fluent as unknown as FluentInternals;
   const prefix = launcher.length ? [...launcher.slice(1), ffmpegPath] : [];
   internals._getFfmpegPath = (callback) => callback(null, launcher[0] ?? ffmpegPath);
@@ -95,17 +129,105 @@ function addOptions(add: (...options: string[]) => unknown, options: string[]): 
   if (options.length > 0) add(...options);
 }
 
+/** The limits one process gets: the CPU seconds resolved for its wall-clock limit. */
+interface AppliedLimits {
+  cpuSeconds: number;
+  memoryBytes: number;
+}
+
+/**
+ * The argv prefix that starts one ffmpeg/ffprobe: [setpriv --pdeathsig KILL --] prlimit
+ * --cpu=S:S+1 --data=B -- env -i TMPDIR=<dir> PATH=… nice -n N. Each program execs the next, so
+ * the limits, the environment and the niceness are ffmpeg's, and the pid is ffmpeg's. CPU:
+ * SIGXCPU at S seconds (ffmpeg stops cleanly, exit 255), SIGKILL one CPU-second later.
+ * Without a sandbox (prlimit/env/nice missing) only the launcher: nothing is limited.
+ */
+export function processPrefix(located: Pick<LocatedMediaTools, "launcher" | "sandbox">, limits: ProcessLimits, workDir: string, wallClockMs: number | undefined, env: NodeJS.ProcessEnv = process.env): { prefix: string[]; applied?: AppliedLimits } {
+  const launcher = located.launcher ?? [];
+  const sandbox = located.sandbox;
+  if (!sandbox) return { prefix: launcher };
+  const applied = { cpuSeconds: cpuSecondsFor(limits, wallClockMs), memoryBytes: limits.memoryBytes };
+  const rlimits = [
+    ...(applied.cpuSeconds > 0 ? [`--cpu=${applied.cpuSeconds}:${applied.cpuSeconds + 1}`] : []),
+    ...(applied.memoryBytes > 0 ? [`--data=${applied.memoryBytes}`] : []),
+  ];
+  const kept = KEPT_ENV.filter((name) => env[name] !== undefined).map((name) => `${name}=${env[name]}`);
+  return {
+    prefix: [...launcher, sandbox.prlimit, ...rlimits, "--", sandbox.env, "-i", `TMPDIR=${workDir}`, ...kept, sandbox.nice, "-n", String(limits.nice)],
+    applied,
+  };
+}
+
+/** The configured CPU seconds, else the wall-clock limit × the cores (so only a configured value ever binds first). */
+function cpuSecondsFor(limits: ProcessLimits, wallClockMs: number | undefined): number {
+  if (limits.cpuSeconds > 0) return limits.cpuSeconds;
+  return wallClockMs && wallClockMs > 0 ? Math.ceil((wallClockMs / 1000) * os.availableParallelism()) : 0;
+}
+
+function describeLimits(located: LocatedMediaTools, limits: ProcessLimits): string {
+  if (!located.sandbox) return "no process limits (prlimit, env or nice not found)";
+  const cpu = limits.cpuSeconds > 0 ? `${limits.cpuSeconds} s CPU` : "CPU up to the wall-clock limit";
+  const memory = limits.memoryBytes > 0 ? `${Math.round(limits.memoryBytes / 2 ** 20)} MiB data` : "no memory limit";
+  return `each process: ${cpu}, ${memory}, nice ${limits.nice}`;
+}
+
+/**
+ * A process that ended without us killing it, seen through its limits: the memory limit when
+ * it failed to allocate (the loader cannot map a library, malloc fails, or a library that does
+ * not check malloc crashes), the CPU limit when it ended the way RLIMIT_CPU ends it (SIGXCPU
+ * handled: exit 255; or SIGXCPU/SIGKILL) and could have used that much CPU in the time it ran.
+ */
+export function limitFailure(
+  tool: "ffmpeg" | "ffprobe",
+  applied: AppliedLimits | undefined,
+  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined,
+  stderr: string,
+  elapsedMs: number,
+  cores = os.availableParallelism(),
+): MediaError | undefined {
+  if (!applied || !exit) return undefined;
+  if (applied.memoryBytes > 0) {
+    const allocation = /Cannot allocate memory|failed to map segment|malloc of size \d+ failed|out of memory|std::bad_alloc/i.test(stderr);
+    if (allocation || exit.signal === "SIGSEGV" || exit.signal === "SIGABRT" || exit.signal === "SIGBUS") {
+      return new MediaError("RESOURCE_LIMIT_EXCEEDED", `${tool} ran out of memory under its ${Math.round(applied.memoryBytes / 2 ** 20)} MiB memory limit (RENDITION_FFMPEG_MEMORY_LIMIT_MB)`);
+    }
+  }
+  if (applied.cpuSeconds > 0) {
+    const cpuEnd = exit.code === 255 || exit.signal === "SIGXCPU" || exit.signal === "SIGKILL";
+    const couldHaveUsed = (elapsedMs / 1000) * cores >= applied.cpuSeconds;
+    if (cpuEnd && couldHaveUsed) {
+      return new MediaError("RESOURCE_LIMIT_EXCEEDED", `${tool} used up its CPU-time limit of ${applied.cpuSeconds} s (RENDITION_FFMPEG_CPU_LIMIT_S) and was stopped`);
+    }
+  }
+  return undefined;
+}
+
 /** Why we killed the process, if we did. */
 type KillReason = { kind: "abort" } | { kind: "timeout" } | { kind: "callback"; error: unknown };
 
-async function runCommand(located: LocatedMediaTools, command: FfmpegCommand, options: RunOptions): Promise<void> {
-  const { signal, timeoutMs, durationMs, onProgress, onStart } = options;
+async function runCommand(located: LocatedMediaTools, limits: ProcessLimits, command: FfmpegCommand, options: RunOptions): Promise<void> {
+  const { signal, timeoutMs, durationMs, onProgress, onStart, onDecodeErrors } = options;
   signal?.throwIfAborted();
-  const launcher = located.launcher ?? [];
-  const fluent = toFluentCommand(command, located.ffmpegPath, launcher);
+  // The job's temp dir (where the input was downloaded): cwd and TMPDIR of the process.
+  const workDir = options.workDir ?? path.dirname(absoluteFile(command.inputs[0]?.file ?? "."));
+  const { prefix: launcher, applied } = processPrefix(located, limits, workDir, timeoutMs);
+  const fluent = toFluentCommand(command, located.ffmpegPath, launcher, workDir);
   // spawnargs = [binary, ...args]; with a launcher, args start with its options and ffmpeg's path.
   const argvStart = launcher.length ? launcher.length + 1 : 1;
   const internals = fluent as unknown as FluentInternals;
+  const startedAt = Date.now();
+  let decodeErrors = 0;
+  if (onDecodeErrors) {
+    fluent.on("stderr", (line: string) => {
+      if (!DECODE_ERROR_LINE.test(line.trim())) return;
+      decodeErrors++;
+      try {
+        onDecodeErrors(decodeErrors);
+      } catch {
+        // a counter's trouble never stops an encode
+      }
+    });
+  }
 
   return new Promise<void>((resolve, reject) => {
     let child: ChildProcess | undefined;
@@ -135,7 +257,7 @@ async function runCommand(located: LocatedMediaTools, command: FfmpegCommand, op
       }
       if (child.pid !== undefined && onStart) {
         try {
-          // setpriv execs ffmpeg in place: the pid is ffmpeg's.
+          // setpriv, prlimit, env and nice each exec the next in place: the pid is ffmpeg's.
           onStart({ pid: child.pid, argv: child.spawnargs.slice(argvStart) });
         } catch (error) {
           kill({ kind: "callback", error });
@@ -161,7 +283,7 @@ async function runCommand(located: LocatedMediaTools, command: FfmpegCommand, op
       }
       // Node sets exitCode/signalCode before fluent's exit handler can settle the run.
       const exit = child ? { code: child.exitCode, signal: child.signalCode } : undefined;
-      reject(runFailure(err, exit, stderr, command));
+      reject(limitFailure("ffmpeg", applied, exit, stderr, Date.now() - startedAt) ?? runFailure(err, exit, stderr, command));
     };
     fluent.on("end", (_stdout: string | null, stderr: string | null) => finish(undefined, stderr ?? ""));
     fluent.on("error", (err: Error, _stdout: string | null, stderr: string | null) => finish(err, stderr ?? ""));
@@ -236,7 +358,7 @@ function progressReporter(durationMs: number | undefined, onProgress: ((fraction
 
 const PROBE_ARGS = ["-v", "error", ...INPUT_SAFETY_OPTIONS, "-probesize", "50M", "-analyzeduration", "100M", "-show_format", "-show_streams", "-of", "json"];
 
-async function probeFile(located: LocatedMediaTools, file: string, limits: InputLimits, signal?: AbortSignal): Promise<MediaInfo> {
+async function probeFile(located: LocatedMediaTools, processLimits: ProcessLimits, file: string, limits: InputLimits, signal?: AbortSignal): Promise<MediaInfo> {
   signal?.throwIfAborted();
   const absolute = absoluteFile(file);
   const info = await stat(absolute); // a missing file is our bug, not the input's: plain error
@@ -245,25 +367,32 @@ async function probeFile(located: LocatedMediaTools, file: string, limits: Input
   // A plain mp4/mov is described from its movie header, as ffprobe would: no process to start.
   const fromHeader = await probeMp4Header(absolute);
   if (fromHeader) return parseProbe(fromHeader, info.size, limits);
-  const launcher = located.launcher ?? [];
-  const [binary, ...prefix] = launcher.length ? [...launcher, located.ffprobePath] : [located.ffprobePath];
-  const stdout = await runFfprobe(binary!, [...prefix, ...PROBE_ARGS, absolute], signal);
+  const workDir = path.dirname(absolute);
+  const { prefix: launcher, applied } = processPrefix(located, processLimits, workDir, PROBE_TIMEOUT_MS);
+  const [binary, ...prefix] = [...launcher, located.ffprobePath];
+  const stdout = await runFfprobe(binary!, [...prefix, ...PROBE_ARGS, absolute], { signal, cwd: workDir, applied });
   return parseProbe(stdout, info.size, limits);
 }
 
 /** ffprobe's JSON; settles only after the process has exited (an abort kills it first). */
-function runFfprobe(binary: string, args: string[], signal?: AbortSignal): Promise<string> {
+function runFfprobe(binary: string, args: string[], options: { signal?: AbortSignal; cwd: string; applied?: AppliedLimits }): Promise<string> {
+  const { signal } = options;
   const file = args[args.length - 1]!;
+  const startedAt = Date.now();
   return new Promise<string>((resolve, reject) => {
     const child = execFile(
       binary,
       args,
-      { timeout: PROBE_TIMEOUT_MS, killSignal: "SIGKILL", maxBuffer: PROBE_MAX_BUFFER, encoding: "utf8", windowsHide: true },
+      { timeout: PROBE_TIMEOUT_MS, killSignal: "SIGKILL", maxBuffer: PROBE_MAX_BUFFER, encoding: "utf8", windowsHide: true, cwd: options.cwd },
       (err, stdout, stderr) => {
         signal?.removeEventListener("abort", onAbort);
         if (signal?.aborted) return reject(signal.reason);
         if (!err) return resolve(stdout);
         const code = (err as NodeJS.ErrnoException).code as unknown;
+        const killedByUs = (err as { killed?: boolean }).killed === true;
+        const exit = killedByUs ? undefined : { code: typeof code === "number" ? code : null, signal: (err as { signal?: NodeJS.Signals | null }).signal ?? null };
+        const overLimit = limitFailure("ffprobe", options.applied, exit, stderr, Date.now() - startedAt);
+        if (overLimit) return reject(overLimit);
         if (code === "ERR_CHILD_PROCESS_STDIO_MAXBUFFER") {
           return reject(new MediaError("INPUT_UNREADABLE", "ffprobe's report on the input is too large (too many streams?)", { cause: err }));
         }
@@ -275,6 +404,9 @@ function runFfprobe(binary: string, args: string[], signal?: AbortSignal): Promi
           if (refused) {
             return reject(new MediaError("INPUT_UNREADABLE", `the input is ${refused[1]!.split(",")[0]} data, not a video container Rendition reads (mp4/mov, mkv/webm, avi, flv, mpeg-ts, mxf, wmv, ogg...)`, { cause: err }));
           }
+          // ffmpeg's own sanity limit on frame sizes (width × height under INT_MAX / 8): a header claiming more.
+          const huge = /Picture size (\d+)x(\d+) is invalid/.exec(stderr);
+          if (huge) return reject(new MediaError("INPUT_TOO_LARGE", `the input claims ${huge[1]}x${huge[2]} frames, larger than ffmpeg decodes`, { cause: err }));
           const detail = stderrTail(stderr, { global: [], inputs: [{ options: [], file }], outputs: [] }, 300);
           return reject(new MediaError("INPUT_UNREADABLE", `ffprobe could not read the input${detail ? `: ${detail}` : ""}`, { cause: err }));
         }

@@ -30,7 +30,8 @@ const unreadable = (message: string) => new MediaError("INPUT_UNREADABLE", messa
 
 /**
  * ffprobe JSON (object or text) → MediaInfo, checked against `limits`.
- * Throws MediaError INPUT_UNREADABLE (not media, no video, a still image, no duration or size)
+ * Throws MediaError INPUT_UNREADABLE (not media, no video, a still image, no duration or size),
+ * INPUT_NO_VIDEO (audio only)
  * or INPUT_TOO_LARGE (over a duration or dimension limit).
  */
 export function parseProbe(json: unknown, fileSizeBytes: number, limits: InputLimits): MediaInfo {
@@ -40,14 +41,20 @@ export function parseProbe(json: unknown, fileSizeBytes: number, limits: InputLi
   const formatName = probe.format?.format_name ?? "";
   if (!video) {
     const onlyCoverArt = streams.some((s) => s.codec_type === "video");
+    // Media, just not a video: a code of its own, so a caller can tell "wrong file" from "broken file".
+    if (streams.some((s) => s.codec_type === "audio")) {
+      throw new MediaError("INPUT_NO_VIDEO", onlyCoverArt ? "the input is audio with cover art, no video stream" : "the input is audio only, no video stream");
+    }
     throw unreadable(onlyCoverArt ? "the input has no video stream, only cover art" : "the input has no video stream");
   }
   if (isStillImage(video, formatName)) {
     throw unreadable(`the input is a still image (${video.codec_name}), not a video`);
   }
+  // Frame size first: a header claiming huge frames is refused as too large whatever else it lacks.
+  const size = displaySize(video);
+  if (size) checkDimensions(size, limits);
   const durationMs = durationOf(probe, video);
   if (!durationMs) throw unreadable("could not determine the input's duration");
-  const size = displaySize(video);
   if (!size) throw unreadable("could not determine the input's frame size");
 
   const info: MediaInfo = {
@@ -146,6 +153,10 @@ function checkLimits(info: MediaInfo, limits: InputLimits): void {
   if (info.durationMs > limits.maxDurationMs) {
     throw new MediaError("INPUT_TOO_LARGE", `the input is ${formatDuration(info.durationMs)} long; the limit is ${formatDuration(limits.maxDurationMs)}`);
   }
+  checkDimensions(info, limits);
+}
+
+function checkDimensions(info: { width: number; height: number }, limits: InputLimits): void {
   const long = Math.max(info.width, info.height);
   const short = Math.min(info.width, info.height);
   const maxLong = Math.max(limits.maxWidth, limits.maxHeight);

@@ -40,10 +40,12 @@ export interface InputLimits {
 
 /** Stable machine codes a failed job or output carries (Job.error_code / Output.error_code). */
 export type MediaErrorCode =
-  | "INPUT_UNREADABLE" // not media, no video stream, truncated beyond use, ffprobe failed
+  | "INPUT_UNREADABLE" // not media, a still image, truncated beyond use, ffprobe failed
+  | "INPUT_NO_VIDEO" // media, but audio only (or audio with cover art): every output needs a video stream
   | "INPUT_TOO_LARGE" // over a size / duration / dimension limit
   | "ENCODE_FAILED" // ffmpeg exited non-zero on a readable input
-  | "ENCODE_TIMEOUT"; // past the wall-clock limit
+  | "ENCODE_TIMEOUT" // past the wall-clock limit
+  | "RESOURCE_LIMIT_EXCEEDED"; // ffmpeg/ffprobe stopped by its CPU-time or memory limit (ProcessLimits)
 
 /** A failure caused by the media itself: permanent, retrying will not help. */
 export class MediaError extends Error {
@@ -115,6 +117,27 @@ export interface RunOptions {
   onProgress?: (fraction: number) => void;
   /** Called once the process is spawned, with its pid and the argv it really got (without the binary). */
   onStart?: (child: { pid: number; argv: string[] }) => void;
+  /**
+   * Called with the running count each time ffmpeg reports an error decoding the input
+   * (a corrupt packet or slice it concealed or dropped); the run itself goes on.
+   */
+  onDecodeErrors?: (count: number) => void;
+  /** cwd and TMPDIR of the process; default the first input's directory (the job's temp dir). */
+  workDir?: string;
+}
+
+/**
+ * What every ffmpeg/ffprobe process runs under (applied by `prlimit`, `nice` and `env` execs in
+ * front of the binary, so the pid stays ffmpeg's). A run stopped by a limit fails with
+ * RESOURCE_LIMIT_EXCEEDED naming the limit.
+ */
+export interface ProcessLimits {
+  /** RLIMIT_CPU per process, seconds; 0: the run's wall-clock limit × the machine's cores (never the binding one). */
+  cpuSeconds: number;
+  /** RLIMIT_DATA per process (heap and private writable mappings, not shared libraries), bytes; 0: none. */
+  memoryBytes: number;
+  /** Scheduling niceness 0..19 (higher yields the CPU to the API and the worker itself). */
+  nice: number;
 }
 
 
