@@ -14,6 +14,16 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
+# --- the web dashboard (web/ → web/dist), built with Vite, a devDependency ---
+FROM ${NODE_IMAGE} AS web
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json ./
+RUN npm ci --no-audit --no-fund
+COPY gen ./gen
+COPY web ./web
+COPY scripts/build-web.ts ./scripts/
+RUN node --import tsx scripts/build-web.ts
+
 # --- runtime: Debian's ffmpeg, tini as PID 1, an unprivileged user ---
 FROM ${NODE_IMAGE} AS runtime
 RUN apt-get update \
@@ -25,6 +35,8 @@ COPY package.json package-lock.json tsconfig.json ./
 COPY gen ./gen
 COPY services ./services
 COPY workers ./workers
+# Served at / by the API (services/api/web-routes.ts reads web/dist).
+COPY --from=web /app/web/dist ./web/dist
 # The node image's `node` user (uid 1000) owns only the data and scratch directories; the code
 # stays root-owned and read-only to it.
 RUN mkdir -p /data /work && chown node:node /data /work

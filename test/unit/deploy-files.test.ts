@@ -337,7 +337,7 @@ describe("commands and image contents", () => {
     expect(entrypoint).toEqual(["/usr/bin/tini", "--", "node", "--import", "tsx", "services/main.ts"]);
     const pkg = JSON.parse(read("package.json"));
     expect(pkg.dependencies.tsx).toBeDefined();
-    expect(pkg.scripts.start).toBe("node --import tsx services/main.ts");
+    expect(pkg.scripts.start).toMatch(/(^|&& )node --import tsx services\/main.ts$/);
     expect(COMMANDS).toContain(defaultCommand[0]);
   });
 
@@ -368,6 +368,20 @@ describe("commands and image contents", () => {
     const user = finalStage.filter((l) => l.startsWith("USER ")).at(-1);
     expect(user).toBe("USER node");
     expect(dockerEnv.FFMPEG_PATH).toBe("/usr/bin/ffmpeg");
+  });
+
+  it("builds the dashboard in its own stage (Vite is a devDependency) into the directory the API serves", () => {
+    const stages = dockerfile.split(/^FROM /m).slice(1);
+    const web = stages.find((stage) => /^\S+ AS web$/m.test(stage));
+    expect(web).toBeDefined();
+    expect(web).toMatch(/^RUN npm ci --no-audit --no-fund$/m);
+    expect(web).toMatch(/^RUN node --import tsx scripts\/build-web.ts$/m);
+    for (const [, from] of web!.matchAll(/^COPY (\S+) /gm)) expect(existsSync(from!), from).toBe(true);
+    const pkg = JSON.parse(read("package.json"));
+    expect(pkg.devDependencies.vite).toBeDefined();
+    expect(finalStage).toContain("COPY --from=web /app/web/dist ./web/dist");
+    // The API serves services/api/../../web/dist, i.e. /app/web/dist in the image.
+    expect(read("services/api/web-routes.ts")).toContain('new URL("../../web/dist", import.meta.url)');
   });
 
   /** Paths the final stage copies from the build context (not from another stage). */
