@@ -197,7 +197,9 @@ async function main(): Promise<void> {
   const pgClient = new pg.Client({ connectionString: ADMIN_URL });
   await pgClient.connect();
   try {
-    const env = { ...process.env };
+    // Throughput, not the per-organization limits: one organization sends everything, and Create
+    // leaves every job pending.
+    const env: NodeJS.ProcessEnv = { ...process.env, RENDITION_RATE_LIMIT_RPS: "0", RENDITION_MAX_ACTIVE_JOBS_PER_ORG: "0" };
     delete env.NATS_URL;
     const api = await startChild(["services/main.ts", "api"], {
       ...env,

@@ -84,6 +84,9 @@ export async function startInProcess(options: StartOptions): Promise<InProcessRe
     PORT: "0",
     HOST: "127.0.0.1",
     RENDITION_WORKER_CONCURRENCY: String(options.concurrency ?? 1),
+    // The benches send one organization's bursts of jobs: measure the pipeline, not the limits.
+    RENDITION_RATE_LIMIT_RPS: "0",
+    RENDITION_MAX_ACTIVE_JOBS_PER_ORG: "0",
     ...options.env,
   };
   let databaseUrl: string | undefined;

@@ -123,7 +123,7 @@ export async function createApp(config: Config, log: (msg: string) => void, even
   const presets = new PresetManager(new PresetRepository(database.db));
   const jobRepository = new JobRepository(database.db);
   const checkWebhookUrl = (url: string, field: string) => webhookUrlViolation(url, field, guard);
-  const jobs = new JobManager(jobRepository, origins, presets, events, checkWebhookUrl);
+  const jobs = new JobManager(jobRepository, origins, presets, events, checkWebhookUrl, { maxActiveJobs: config.limits.maxActiveJobsPerOrg });
   const webhookRepository = new WebhookRepository(database.db);
   const auth = new AuthRepository(database.db);
   const signer = new UrlSigner(encryptionKey);

@@ -42,6 +42,17 @@ export interface Config {
   publicUrl?: string;
   /** Part size of S3 multipart uploads (RENDITION_UPLOAD_PART_BYTES; S3's minimum is 5 MiB). */
   uploadPartBytes: number;
+  limits: OrganizationLimits;
+}
+
+/** Per-organization limits (docs/api.md, Limits); 0 turns one off. */
+export interface OrganizationLimits {
+  /** RPCs per second per organization, per API process (a token bucket refilled at this rate). */
+  rateLimitRps: number;
+  /** Bucket size: RPCs an organization may send at once after a quiet spell. */
+  rateLimitBurst: number;
+  /** Unfinished jobs (pending, probing, awaiting confirmation, processing) per organization; Create refuses more. */
+  maxActiveJobsPerOrg: number;
 }
 
 /** The webhook dispatcher (API processes). */
@@ -198,6 +209,13 @@ function durationList(env: Env, name: string, fallback: readonly number[]): read
   return values;
 }
 
+function loadLimits(env: Env): OrganizationLimits {
+  const rateLimitRps = integer(env, "RENDITION_RATE_LIMIT_RPS", 50, 0, 1_000_000);
+  // Generous by default: 4 s of the rate at once, for clients that fan out a batch of calls.
+  const rateLimitBurst = integer(env, "RENDITION_RATE_LIMIT_BURST", Math.max(200, rateLimitRps), 1, 10_000_000);
+  return { rateLimitRps, rateLimitBurst, maxActiveJobsPerOrg: integer(env, "RENDITION_MAX_ACTIVE_JOBS_PER_ORG", 1000, 0, 100_000_000) };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.RENDITION_DATA_DIR || "./data");
   const databaseUrl = env.DATABASE_URL || undefined;
@@ -237,5 +255,6 @@ export function loadConfig(env: Env = process.env): Config {
     },
     publicUrl: publicUrl(env),
     uploadPartBytes: integer(env, "RENDITION_UPLOAD_PART_BYTES", 64 * 2 ** 20, 5 * 2 ** 20, 5 * 2 ** 30),
+    limits: loadLimits(env),
   };
 }

@@ -33,6 +33,16 @@ const log = (msg: string, err?: unknown) => {
 };
 
 /**
+ * Of the shutdown timeout, what is kept for handing running jobs back (kill ffmpeg, release the
+ * lease, nak the message, close connections): at most 2 s, and never more than half of it.
+ */
+function handBackReserveMs(timeoutMs: number): number {
+  return Math.min(2_000, Math.floor(timeoutMs / 2));
+}
+/** How long past the shutdown timeout a stuck shutdown is cut short. */
+const SHUTDOWN_OVERRUN_MS = 5_000;
+
+/**
  * Runs the API, the encoder, or both in one process. Work goes through the outbox relay to the
  * queue (JetStream with NATS_URL, else in memory), so both halves use the same path either way.
  */
@@ -66,6 +76,7 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
         checkDatabase: () => checkDatabase(app.database),
         log,
         shutdownTimeoutMs: config.shutdownTimeoutMs,
+        rateLimit: config.limits,
       })
     : undefined;
   if (server) {
@@ -81,9 +92,14 @@ async function runServices(config: Config, roles: { api: boolean; worker: boolea
     if (stopping) return;
     stopping = true;
     log(`${signal}: finishing in-flight calls and shutting down`);
-    await server?.close();
-    // Running encodes are abandoned, not awaited: their jobs are handed back for another worker.
-    await worker?.stop();
+    // Should anything below hang (a database that stopped answering), the process still ends.
+    setTimeout(() => {
+      log(`shutdown did not finish within ${config.shutdownTimeoutMs + SHUTDOWN_OVERRUN_MS} ms; exiting`);
+      process.exit(1);
+    }, config.shutdownTimeoutMs + SHUTDOWN_OVERRUN_MS).unref();
+    // Both within the timeout: in-flight calls drain while running encodes get the time to finish
+    // that the hand-back leaves; what is still encoding then goes back for another worker.
+    await Promise.all([server?.close(), worker?.stop(config.shutdownTimeoutMs - handBackReserveMs(config.shutdownTimeoutMs))]);
     await relay?.stop();
     await dispatcher?.stop();
     await messaging.close();

@@ -19,6 +19,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
+  ResourceExhaustedError,
   UnauthenticatedError,
   describeViolations,
   echo,
@@ -26,6 +27,7 @@ import {
 } from "../common/errors.js";
 import { requestReadError } from "./request-decoding.js";
 import { nulViolations } from "./nul-strings.js";
+import { resourceExhausted } from "./resource-exhausted.js";
 
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
 /** Set instead of failing for requests whose handler adds database checks to the same answer. */
@@ -65,6 +67,7 @@ export function invalidArgument(violations: FieldViolation[], cause?: unknown): 
 
 export function toConnectError(err: unknown, log: (msg: string, err: unknown) => void): ConnectError {
   if (err instanceof InvalidArgumentError) return invalidArgument(err.violations, err);
+  if (err instanceof ResourceExhaustedError) return resourceExhausted(err);
   for (const [type, code] of CODES) if (err instanceof type) return new ConnectError(err.message, code, undefined, undefined, err);
   if (err instanceof ConnectError) return err;
   if (isDatabaseUnavailable(err)) {

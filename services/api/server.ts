@@ -10,6 +10,7 @@ import { fileRoutes } from "./file-routes.js";
 import { authInterceptor, errorInterceptor, validationInterceptor } from "./interceptors.js";
 import { plainJsonStreaming } from "./json-watch.js";
 import { markRequestRead, refuseUndecodableRequests } from "./request-decoding.js";
+import { rateLimitInterceptor, type RateLimitSettings } from "./rate-limit.js";
 import { serveDashboard } from "./web-routes.js";
 import { deferredValidation, routes, semanticChecks, type ApiDependencies } from "./routes.js";
 
@@ -21,6 +22,8 @@ export interface ApiServerOptions extends Omit<ApiDependencies, "shutdownSignal"
   shutdownTimeoutMs: number;
   /** Told the listening address, for signed URLs when RENDITION_PUBLIC_URL is unset. */
   publicUrl?: { listening(host: string, port: number): void };
+  /** Per-organization request rate (rate-limit.ts); unset or 0 rps: unlimited. */
+  rateLimit?: RateLimitSettings;
 }
 
 export interface ApiServer {
@@ -38,14 +41,17 @@ const COMPRESS_MIN_BYTES = 16 * 1024;
 const FIRST_BYTE_TIMEOUT_MS = 30_000;
 
 /**
- * A request answered before its body was read (too large, refused early) would leave the rest of
- * its body on the keep-alive connection, stalling the client's next request on it: such an
- * answer says `Connection: close`, and Node closes the connection once it is sent.
+ * An error answered before its request's body was read (over 1 MiB, refused early) would leave
+ * the rest of the body on the keep-alive connection, stalling the client's next request on it
+ * (Node drains such a body only if nobody started reading it; Connect did). Such an answer says
+ * `Connection: close`, and Node closes the connection once it is sent. Only errors: a stream
+ * (Watch, gRPC) answers 200 while its request may still be finishing, and must not be cut.
  */
-function closeIfAnsweredEarly(req: http.IncomingMessage, res: http.ServerResponse): void {
+function closeIfRefusedEarly(req: http.IncomingMessage, res: http.ServerResponse): void {
   const writeHead = res.writeHead;
   res.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
-    if (!req.complete && !res.headersSent) res.setHeader("connection", "close");
+    const status = typeof args[0] === "number" ? args[0] : res.statusCode;
+    if (status >= 400 && !req.complete && !res.headersSent) res.setHeader("connection", "close");
     return writeHead.apply(this, args);
   } as typeof writeHead;
 }
@@ -68,7 +74,13 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       handlers = router.handlers;
     },
     // markRequestRead first: everything inside it runs only for a request Connect could read.
-    interceptors: [markRequestRead, errorInterceptor(options.log), authInterceptor(options.keys, options.log), validationInterceptor(semanticChecks, deferredValidation)],
+    interceptors: [
+      markRequestRead,
+      errorInterceptor(options.log),
+      authInterceptor(options.keys, options.log),
+      rateLimitInterceptor(options.rateLimit),
+      validationInterceptor(semanticChecks, deferredValidation),
+    ],
     jsonOptions,
     // Requests are parsed (and gzip inflated) before auth runs: bound what anyone can make us hold.
     // The largest valid Create (10 outputs x 20 variants, 20 metadata entries) is far below this.
@@ -94,7 +106,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     res.on("close", () => {
       if (--inFlight === 0) drained?.();
     });
-    if (req instanceof http.IncomingMessage) closeIfAnsweredEarly(req, res as http.ServerResponse);
+    if (req instanceof http.IncomingMessage) closeIfRefusedEarly(req, res as http.ServerResponse);
     if (files(req, res) || serveDashboard(req, res)) return;
     if (jsonStreams.accepts(req)) jsonStreams.handle(req, res);
     else connect(req as never, res as never);

@@ -40,6 +40,17 @@ export class AlreadyExistsError extends DomainError {}
 export class FailedPreconditionError extends DomainError {}
 export class PermissionDeniedError extends DomainError {}
 export class UnauthenticatedError extends DomainError {}
+/** A per-organization limit was reached (RESOURCE_EXHAUSTED): `reason` names it, `retryAfterMs` says when to try again. */
+export class ResourceExhaustedError extends DomainError {
+  constructor(
+    message: string,
+    readonly reason: "RATE_LIMITED" | "ACTIVE_JOB_LIMIT",
+    readonly retryAfterMs: number,
+    readonly metadata: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
 export class InvalidArgumentError extends DomainError {
   constructor(readonly violations: FieldViolation[]) {
     super(describeViolations(violations));

@@ -16,10 +16,16 @@ export class JobRepository {
 
   /**
    * Stores a new job with its outputs, thumbnails and the outbox message in one transaction.
-   * Returns false (and stores nothing) when the idempotency key is already taken.
+   * "duplicate" (and nothing stored) when the idempotency key is already taken; "over_limit" when
+   * the organization already has `maxActiveJobs` unfinished jobs (0: no limit).
    */
-  async insert(job: JobRecord, message: OutboxMessage): Promise<boolean> {
+  async insert(job: JobRecord, message: OutboxMessage, limits: { maxActiveJobs?: number } = {}): Promise<"stored" | "duplicate" | "over_limit"> {
     return this.db.transaction().execute(async (trx) => {
+      if (limits.maxActiveJobs && (await this.activeJobsAtLimit(trx, job, limits.maxActiveJobs))) {
+        // A retry of a job stored meanwhile is answered as a retry, not refused.
+        const taken = job.idempotencyKey && (await trx.selectFrom("jobs").select("id").where("organization_id", "=", job.organizationId).where("idempotency_key", "=", job.idempotencyKey).executeTakeFirst());
+        return taken ? "duplicate" : "over_limit";
+      }
       const inserted = await trx
         .insertInto("jobs")
         .values({
@@ -45,7 +51,7 @@ export class JobRepository {
         })
         .onConflict((oc) => oc.columns(["organization_id", "idempotency_key"]).where("idempotency_key", "is not", null).doNothing())
         .executeTakeFirst();
-      if (!inserted.numInsertedOrUpdatedRows) return false;
+      if (!inserted.numInsertedOrUpdatedRows) return "duplicate";
       if (job.outputs.length) {
         await trx
           .insertInto("job_outputs")
@@ -81,8 +87,25 @@ export class JobRepository {
       }
       await this.enqueue(trx, message);
       await recordJobEvents(trx, job.id, [{ type: "job.created" }], { organization_id: job.organizationId, webhook_url: job.webhookUrl });
-      return true;
+      return "stored";
     });
+  }
+
+  /**
+   * Whether the organization has `max` unfinished jobs already. The organization's row is locked
+   * first (FOR NO KEY UPDATE: it serializes this check between Creates of one organization, but
+   * not the foreign-key checks of other writes), so two Creates cannot both see the last free slot:
+   * the second counts after the first has committed.
+   */
+  private async activeJobsAtLimit(trx: Transaction<Database>, job: JobRecord, max: number): Promise<boolean> {
+    await trx.selectFrom("organizations").select("id").where("id", "=", job.organizationId).forNoKeyUpdate().executeTakeFirst();
+    const { n } = await trx
+      .selectFrom("jobs")
+      .select((eb) => eb.fn.countAll<string>().as("n"))
+      .where("organization_id", "=", job.organizationId)
+      .where("status", "in", ACTIVE_STATUSES)
+      .executeTakeFirstOrThrow();
+    return Number(n) >= max;
   }
 
   async get(organizationId: string, id: string): Promise<JobRecord | undefined> {

@@ -9,6 +9,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  ResourceExhaustedError,
   type FieldViolation,
 } from "../common/errors.js";
 import { newId } from "../common/ids.js";
@@ -31,6 +32,12 @@ import { priorityName } from "./job.mapper.js";
 import { checkCreateJobRequest } from "./job.validation.js";
 import { checkOutput } from "./output-rules.js";
 import { planPaths } from "./output-paths.js";
+
+/**
+ * The retry hint of a Create refused for the organization's unfinished-job limit: a slot frees
+ * when any of its jobs ends, which nobody can predict (seconds to hours), so it is a polling interval.
+ */
+const ACTIVE_JOB_RETRY_MS = 30_000;
 
 /** The proto's `outputs` limit (repeated.max_items): database checks never look past it. */
 const MAX_OUTPUTS = 10;
@@ -68,6 +75,8 @@ export class JobManager {
     private readonly events: JobEventBus,
     /** Rules for webhook_url that depend on the server's network settings (see webhooks/webhook-url.ts). */
     private readonly checkWebhookUrl: (url: string, field: string) => FieldViolation | undefined = () => undefined,
+    /** Unfinished jobs an organization may have (RENDITION_MAX_ACTIVE_JOBS_PER_ORG); 0: no limit. */
+    private readonly limits: { maxActiveJobs: number } = { maxActiveJobs: 0 },
   ) {}
 
   /**
@@ -178,8 +187,17 @@ export class JobManager {
         errorMessage: "",
       })),
     };
-    const stored = await this.repo.insert(job, this.message(job, "job.created"));
-    if (!stored) {
+    const stored = await this.repo.insert(job, this.message(job, "job.created"), this.limits);
+    if (stored === "over_limit") {
+      const max = this.limits.maxActiveJobs;
+      throw new ResourceExhaustedError(
+        `organization ${organizationId} has ${max} unfinished jobs, its concurrent job limit (RENDITION_MAX_ACTIVE_JOBS_PER_ORG=${max}); retry after ${ACTIVE_JOB_RETRY_MS / 1000} s, or once one of them has finished or been canceled`,
+        "ACTIVE_JOB_LIMIT",
+        ACTIVE_JOB_RETRY_MS,
+        { limit: "RENDITION_MAX_ACTIVE_JOBS_PER_ORG", max_active_jobs: String(max) },
+      );
+    }
+    if (stored === "duplicate") {
       // Lost a race with a concurrent request carrying the same key: answer as its retry.
       const winner = await this.repo.findByIdempotencyKey(organizationId, req.idempotencyKey);
       if (!winner) throw new Error(`job insert conflicted but no job holds idempotency key ${req.idempotencyKey}`);

@@ -63,6 +63,8 @@ export async function startTestApi(
     RENDITION_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
     RENDITION_SHUTDOWN_TIMEOUT_MS: "2000",
     RENDITION_NETWORK_ALLOW: "127.0.0.1/32,::1/128",
+    // Tests fire calls far faster than any client should: only the tests of the limit turn it on.
+    RENDITION_RATE_LIMIT_RPS: "0",
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });
@@ -81,6 +83,7 @@ export async function startTestApi(
     checkDatabase: () => checkDatabase(app.database),
     log: (msg, err) => console.error(msg, err),
     shutdownTimeoutMs: config.shutdownTimeoutMs,
+    rateLimit: config.limits,
   });
   const port = await server.listen(0, "127.0.0.1");
   const baseUrl = `http://127.0.0.1:${port}`;

@@ -60,6 +60,9 @@ function newWorkerId(): string {
  */
 export class EncoderWorker {
   readonly workerId = newWorkerId();
+  /** Aborted first on stop: no more work is taken. */
+  private readonly draining = new AbortController();
+  /** Aborted when the grace period is over: what still runs is stopped and handed back. */
   private readonly stopping = new AbortController();
   private readonly running = new Set<AbortController>();
   private slots: Promise<void>[] = [];
@@ -111,26 +114,47 @@ export class EncoderWorker {
     }
   }
 
-  /** Stops taking work and abandons running jobs (their leases lapse and another worker resumes them). */
-  async stop(): Promise<void> {
+  /**
+   * Stops taking work and gives running work `graceMs` to finish. What still runs then is stopped
+   * (ffmpeg killed), its lease released with the attempt refunded and its message nak'ed for
+   * immediate redelivery, so another worker takes it at once; nothing fails because of a
+   * shutdown. Resolves when every slot has settled.
+   */
+  async stop(graceMs = 0): Promise<void> {
     clearInterval(this.sweeper);
-    this.stopping.abort();
-    for (const job of this.running) job.abort(new Error("worker shutting down"));
-    await Promise.all(this.slots);
+    this.draining.abort();
+    const slots = Promise.all(this.slots);
+    if (graceMs > 0 && this.running.size > 0) {
+      const them = this.running.size === 1 ? "it" : "them";
+      this.deps.log(`worker: ${plural(this.running.size, "running job")}; waiting up to ${graceMs} ms for ${them} to finish before handing ${them} back`);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([slots, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+    }
+    if (this.running.size > 0) this.deps.log(`worker: handing back ${plural(this.running.size, "running job")} for another worker`);
+    const reason = new Error("worker shutting down");
+    this.stopping.abort(reason);
+    for (const job of this.running) job.abort(reason);
+    await slots;
   }
 
   private async slot(): Promise<void> {
-    while (!this.stopping.signal.aborted) {
+    while (!this.draining.signal.aborted) {
       let delivery: Delivery | undefined;
       try {
-        delivery = await this.deps.queue.take(this.stopping.signal);
+        delivery = await this.deps.queue.take(this.draining.signal);
       } catch (err) {
-        if (this.stopping.signal.aborted) return;
+        if (this.draining.signal.aborted) return;
         this.deps.log("worker: taking work failed; retrying in 1 s", err);
         await new Promise((resolve) => setTimeout(resolve, 1000));
         continue;
       }
       if (!delivery) return;
+      if (this.draining.signal.aborted) {
+        // Taken just as the shutdown began: straight back, for another worker.
+        delivery.nak(0);
+        return;
+      }
       try {
         await this.handle(delivery);
       } catch (err) {
