@@ -24,10 +24,10 @@ COPY web ./web
 COPY scripts/build-web.ts ./scripts/
 RUN node --import tsx scripts/build-web.ts
 
-# --- runtime: Debian's ffmpeg, tini as PID 1, an unprivileged user ---
+# --- runtime: Debian's ffmpeg, tini as PID 1, prlimit (util-linux) for ffmpeg's limits, an unprivileged user ---
 FROM ${NODE_IMAGE} AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg tini ca-certificates \
+ && apt-get install -y --no-install-recommends ffmpeg tini ca-certificates util-linux \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

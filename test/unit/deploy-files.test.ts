@@ -103,6 +103,9 @@ const dockerEnv: Record<string, string> = Object.fromEntries(
 const entrypoint: string[] = JSON.parse(finalStage.find((l) => l.startsWith("ENTRYPOINT "))!.slice("ENTRYPOINT ".length));
 const defaultCommand: string[] = JSON.parse(finalStage.find((l) => l.startsWith("CMD "))!.slice("CMD ".length));
 
+/** A process still stuck this long after RENDITION_SHUTDOWN_TIMEOUT_MS exits anyway (docs/architecture.md, Shutdown). */
+const EXIT_BOUND_MS = 5000;
+
 /** Durations as Compose writes them (`15s`, `1m30s`), in ms. */
 function durationMs(value: string): number {
   const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -204,12 +207,16 @@ describe("compose.yaml", () => {
     }
   });
 
-  it("stops with a grace period covering RENDITION_SHUTDOWN_TIMEOUT_MS", () => {
+  it("stops with a grace period covering RENDITION_SHUTDOWN_TIMEOUT_MS and the 5 s exit bound after it", () => {
     for (const [name, service] of renditionServices) {
       const timeoutMs = Number(service.environment!.RENDITION_SHUTDOWN_TIMEOUT_MS);
       expect(timeoutMs, name).toBeGreaterThan(0);
-      expect(durationMs(service.stop_grace_period!), name).toBeGreaterThan(timeoutMs);
+      expect(durationMs(service.stop_grace_period!), name).toBeGreaterThanOrEqual(timeoutMs + EXIT_BOUND_MS);
     }
+    // Workers let running encodes finish for longer than the API waits for calls.
+    expect(Number(compose.services.worker!.environment!.RENDITION_SHUTDOWN_TIMEOUT_MS)).toBeGreaterThan(
+      Number(compose.services.api!.environment!.RENDITION_SHUTDOWN_TIMEOUT_MS),
+    );
   });
 });
 
@@ -278,21 +285,32 @@ describe("Kubernetes manifests (deploy/k8s)", () => {
       }
     }
     expect(images.size).toBe(1);
+    // One ffmpeg's RLIMIT_DATA stays below the worker container's memory limit (Gi here).
+    const worker = container("rendition-worker");
+    const ffmpegMb = Number(worker.env.find((e: { name: string }) => e.name === "RENDITION_FFMPEG_MEMORY_LIMIT_MB").value);
+    expect(worker.resources.limits.memory).toMatch(/^\d+Gi$/);
+    expect(ffmpegMb).toBeLessThan(parseInt(worker.resources.limits.memory, 10) * 1024);
     expect(Number(container("rendition-worker").env.find((e: { name: string }) => e.name === "RENDITION_FFMPEG_THREADS").value)).toBe(
       Number(container("rendition-worker").resources.limits.cpu),
     );
   });
 
-  it("give each pod RENDITION_SHUTDOWN_TIMEOUT_MS plus its preStop time before SIGKILL", () => {
-    const timeoutMs = Number(byKind("ConfigMap")[0]!.data.RENDITION_SHUTDOWN_TIMEOUT_MS);
-    expect(timeoutMs).toBeGreaterThan(0);
+  it("give each pod its RENDITION_SHUTDOWN_TIMEOUT_MS, the exit bound and its preStop time before SIGKILL", () => {
+    const configured = Number(byKind("ConfigMap")[0]!.data.RENDITION_SHUTDOWN_TIMEOUT_MS);
+    expect(configured).toBeGreaterThan(0);
+    const timeouts: Record<string, number> = {};
     for (const name of ["rendition-api", "rendition-worker"]) {
       const pod = deployment(name).spec.template.spec;
+      // A container's env wins over its envFrom.
+      const own = pod.containers[0].env.find((e: { name: string }) => e.name === "RENDITION_SHUTDOWN_TIMEOUT_MS");
+      const timeoutMs = own ? Number(own.value) : configured;
+      timeouts[name] = timeoutMs;
       const preStop: string[] | undefined = pod.containers[0].lifecycle?.preStop?.exec?.command;
       const preStopMs = preStop ? Number(preStop[1]) * 1000 : 0;
       if (preStop) expect(preStop[0]).toBe("sleep");
-      expect(pod.terminationGracePeriodSeconds * 1000, name).toBeGreaterThan(timeoutMs + preStopMs);
+      expect(pod.terminationGracePeriodSeconds * 1000, name).toBeGreaterThanOrEqual(timeoutMs + EXIT_BOUND_MS + preStopMs);
     }
+    expect(timeouts["rendition-worker"]).toBeGreaterThan(timeouts["rendition-api"]!);
     expect(container("rendition-api").lifecycle.preStop.exec.command).toEqual(["sleep", "5"]);
   });
 
