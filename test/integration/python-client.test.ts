@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -34,11 +34,10 @@ describe.skipIf(missing !== undefined)("a Python client generated from proto/", 
     database = await createTestDatabase(inject("databaseUrl"));
     api = await startTestApi(database.url);
     genDir = mkdtempSync(join(tmpdir(), "rendition-pygen-"));
-    const template = join(genDir, "buf.gen.yaml");
-    writeFileSync(template, `version: v2\nplugins:\n  - protoc_builtin: python\n    out: ${genDir}\n`);
-    // Same workspace as `npm run generate` (third_party/protovalidate printed by proto:deps).
+    // The committed template (docs/api.md), into genDir/gen-python; same workspace as
+    // `npm run generate` (third_party/protovalidate printed by proto:deps).
     await run("node", ["--import", "tsx", "scripts/print-validate-proto.ts", "third_party/protovalidate"]);
-    await run("node_modules/.bin/buf", ["generate", "--template", template]);
+    await run("node_modules/.bin/buf", ["generate", "--template", "buf.gen.python.yaml", "-o", genDir]);
   });
   afterAll(async () => {
     await api?.close();
@@ -49,7 +48,7 @@ describe.skipIf(missing !== undefined)("a Python client generated from proto/", 
   it("creates, watches and cancels over gRPC, gets over Connect JSON, and sees the same errors", async () => {
     const { stdout } = await run(PYTHON, [
       "test/support/python/client.py",
-      genDir,
+      join(genDir, "gen-python"),
       `127.0.0.1:${api.port}`,
       api.credentials.api_key,
       api.credentials.organization_id,
