@@ -255,8 +255,19 @@ async function setup(): Promise<void> {
 // Clients: Create with retry, Watch with reconnect, probes
 // --------------------------------------------------------------------------------------------
 
+/** Socket errors of a connection that broke under the client (the process it talked to died). */
+const CONNECTION_LOST = new Set(["EPIPE", "ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "ERR_STREAM_PREMATURE_CLOSE", "ERR_HTTP2_STREAM_ERROR", "ERR_HTTP2_SESSION_ERROR"]);
+
+/**
+ * The answer's code, or `connection_lost` when no answer came because the connection broke (the
+ * Connect client reports some of those, such as `write EPIPE`, as `internal`: not the server's).
+ */
 function codeOf(error: unknown): string {
   const err = ConnectError.from(error);
+  for (let cause = err.cause, depth = 0; cause && depth < 4; cause = (cause as { cause?: unknown }).cause, depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === "string" && CONNECTION_LOST.has(code)) return "connection_lost";
+  }
   return Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }
 
@@ -271,7 +282,7 @@ function jobRequest(key: string, input = "in/clip.mp4") {
   };
 }
 
-const RETRYABLE = new Set(["unavailable", "deadline_exceeded", "internal", "unknown", "aborted", "canceled"]);
+const RETRYABLE = new Set(["unavailable", "deadline_exceeded", "internal", "unknown", "aborted", "canceled", "connection_lost"]);
 
 interface ScenarioState {
   name: string;
@@ -388,7 +399,7 @@ function startProbes(s: ScenarioState, canaryId: string, stop: AbortSignal): Pro
         await call(clients[api]!);
       } catch (error) {
         code = codeOf(error);
-        if (code === "unavailable") api = (api + 1) % clients.length;
+        if (code === "unavailable" || code === "connection_lost") api = (api + 1) % clients.length;
       }
       const ms = Date.now() - started;
       s.probes.push({ t: started, rpc, code: code === "deadline_exceeded" || ms >= CLIENT_TIMEOUT_MS ? "hang" : code, ms });

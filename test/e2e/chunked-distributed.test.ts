@@ -7,21 +7,18 @@
  */
 import { execFile, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobStatus, OutputType, Quality, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobService, OutputStatus, type Job } from "../../gen/rendition/v1/job_pb.js";
 import { connectPostgres } from "../../services/db/connect.js";
-import { closeNats, connectNats } from "../../services/queue/nats-connection.js";
-import { natsWorkQueueNames } from "../../services/queue/nats-work-queue.js";
-import { authHeaders } from "../support/api-harness.js";
 import { createEmptyDatabase } from "../support/database.js";
+import { bootstrapTransport, dropWorkStreams } from "../support/e2e.js";
 import { generateClip, testMediaTools } from "../support/media.js";
 import { isAlive, killAllChildren, spawnRendition, type RenditionProcess } from "../support/process.js";
 
@@ -84,8 +81,9 @@ beforeAll(async () => {
   await generateClip(join(dataDir, "storage", "in", "cuts.mp4"), { durationS: 20, width: 640, height: 360, fps: 25, audio: true, sceneCutEveryS: 1.3 });
   const api = spawnRendition(["api"], { ...env, PORT: "0", HOST: "127.0.0.1" });
   const { baseUrl } = await api.listening(60_000);
-  credentials = JSON.parse(readFileSync(join(dataDir, "credentials.json"), "utf8"));
-  const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [authHeaders({ apiKey: credentials.api_key, organizationId: credentials.organization_id })] });
+  const connection = bootstrapTransport(dataDir, baseUrl);
+  credentials = connection.credentials;
+  const transport = connection.transport;
   jobs = createClient(JobService, transport);
   handle = connectPostgres(db.url, 2);
   for (const name of ["a", "b"]) {
@@ -98,9 +96,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await killAllChildren();
   if (env?.RENDITION_NATS_PREFIX) {
-    const nc = await connectNats(inject("natsUrl"), { name: "e2e-cleanup" });
-    await (await nc.jetstreamManager()).streams.delete(natsWorkQueueNames(env.RENDITION_NATS_PREFIX).stream).catch(() => false);
-    await closeNats(nc);
+    await dropWorkStreams(inject("natsUrl"), env.RENDITION_NATS_PREFIX);
   }
   await handle?.close();
   await db?.drop();

@@ -12,16 +12,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutBucketCorsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Parser as M3u8Parser } from "m3u8-parser";
 import { JobStatus, OutputType, Quality, Resolution, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobService, OutputStatus, ThumbnailMode, WatchEvent, type Job } from "../../gen/rendition/v1/job_pb.js";
 import { OriginPermission, OriginService } from "../../gen/rendition/v1/origin_pb.js";
-import { closeNats, connectNats } from "../../services/queue/nats-connection.js";
-import { natsWorkQueueNames } from "../../services/queue/nats-work-queue.js";
-import { authHeaders } from "../support/api-harness.js";
 import { createEmptyDatabase } from "../support/database.js";
+import { bootstrapTransport, dropWorkStreams } from "../support/e2e.js";
 import { ffprobeJson, generateClip } from "../support/media.js";
 import { launchPlayerBrowser, playStream, serveDirectory } from "../support/players.js";
 import { isAlive, killAllChildren, spawnRendition, type RenditionProcess } from "../support/process.js";
@@ -119,12 +116,7 @@ beforeAll(async () => {
   };
   api = spawnRendition(["api"], { ...env, PORT: "0", HOST: "127.0.0.1", RENDITION_DATA_DIR: dataDir });
   const { baseUrl } = await api.listening(60_000);
-  const credentials = JSON.parse(readFileSync(join(dataDir, "credentials.json"), "utf8"));
-  const transport = createConnectTransport({
-    baseUrl,
-    httpVersion: "1.1",
-    interceptors: [authHeaders({ apiKey: credentials.api_key, organizationId: credentials.organization_id })],
-  });
+  const { transport } = bootstrapTransport(dataDir, baseUrl);
   jobs = createClient(JobService, transport);
   const origins = createClient(OriginService, transport);
   const origin = async (name: string, basePath: string, permissions: OriginPermission[]) =>
@@ -154,9 +146,7 @@ afterAll(async () => {
   await killAllChildren();
   // The processes created this run's stream on the shared NATS server: remove it.
   if (env?.RENDITION_NATS_PREFIX) {
-    const nc = await connectNats(inject("natsUrl"), { name: "e2e-cleanup" });
-    await (await nc.jetstreamManager()).streams.delete(natsWorkQueueNames(env.RENDITION_NATS_PREFIX).stream).catch(() => false);
-    await closeNats(nc);
+    await dropWorkStreams(inject("natsUrl"), env.RENDITION_NATS_PREFIX);
   }
   await db?.drop();
   await s3?.close();

@@ -4,18 +4,17 @@
  * hangs on its first request while the API is killed with SIGKILL in the middle of that attempt;
  * a new API process must deliver every event of every job at least once, in order per job.
  */
-import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobStatus, OutputType, Quality, VideoCodec } from "../../gen/rendition/v1/common_pb.js";
 import { JobService, type Job } from "../../gen/rendition/v1/job_pb.js";
 import { WebhookDeliveryStatus, WebhookService } from "../../gen/rendition/v1/webhook_pb.js";
-import { authHeaders } from "../support/api-harness.js";
 import { createEmptyDatabase } from "../support/database.js";
+import { bootstrapTransport } from "../support/e2e.js";
 import { generateClip } from "../support/media.js";
 import { killAllChildren, spawnRendition, type RenditionProcess } from "../support/process.js";
 import { freePort } from "../support/services.js";
@@ -30,8 +29,9 @@ let receiver: WebhookReceiver | undefined;
 async function startApi(): Promise<{ proc: RenditionProcess; jobs: Client<typeof JobService>; webhooks: Client<typeof WebhookService> }> {
   const proc = spawnRendition(["api"], { ...env, PORT: "0", HOST: "127.0.0.1" });
   const { baseUrl } = await proc.listening(60_000);
-  credentials = JSON.parse(readFileSync(join(dataDir, "credentials.json"), "utf8"));
-  const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [authHeaders({ apiKey: credentials.api_key, organizationId: credentials.organization_id })] });
+  const connection = bootstrapTransport(dataDir, baseUrl);
+  credentials = connection.credentials;
+  const transport = connection.transport;
   return { proc, jobs: createClient(JobService, transport), webhooks: createClient(WebhookService, transport) };
 }
 
