@@ -856,6 +856,9 @@ const SCENARIO_RUNS: Record<string, () => Promise<Result>> = {
       await for_(Math.max(OUTAGE_MS, 10_000));
       netns.restore();
       s.outage.end = Date.now();
+      // Work sent after the cut: its completion is the recovery (the host worker may have
+      // finished everything during the cut).
+      await Promise.all(Array.from({ length: 2 }, (_, i) => createWithRetry(s, `${s.keyPrefix}after-${i}`)));
       await faultOver();
       await submitting;
       // Restore the fleet for whatever runs next.
