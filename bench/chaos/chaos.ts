@@ -729,7 +729,10 @@ async function runScenario(s: ScenarioState, fault: (stop: AbortSignal, faultOve
   const probing = startProbes(s, canaryId, stopProbes.signal);
   try {
     await fault(stop.signal, async () => {
-      // The fault is over: a last second of probes, then no more probe jobs.
+      // The fault is over. Work sent now: its completion is the recovery (what was sent before
+      // may all have finished during the fault: workers survive an API kill, a host worker
+      // covers a cut-off one). Then a last second of probes, and no more probe jobs.
+      await Promise.all(Array.from({ length: 2 }, (_, i) => createWithRetry(s, `${s.keyPrefix}after-${i}`)));
       await for_(1000);
       stopProbes.abort();
       await probing;
@@ -828,9 +831,6 @@ const SCENARIO_RUNS: Record<string, () => Promise<Result>> = {
       await for_(3000);
       await startApi(0);
       s.outage.end = Date.now();
-      // Jobs through the restarted API: their completion is the recovery (the earlier ones may
-      // all have finished during the outage, since workers do not need the API).
-      await Promise.all(Array.from({ length: 2 }, (_, i) => createWithRetry(s, `${s.keyPrefix}after-${i}`, { api: 0 })));
       await faultOver();
       const reconnected = s.watches.filter((w) => w.reconnects > 0).length;
       s.notes.push(`${reconnected} of ${s.watches.length} Watches reconnected after the kill`);
@@ -856,9 +856,6 @@ const SCENARIO_RUNS: Record<string, () => Promise<Result>> = {
       await for_(Math.max(OUTAGE_MS, 10_000));
       netns.restore();
       s.outage.end = Date.now();
-      // Work sent after the cut: its completion is the recovery (the host worker may have
-      // finished everything during the cut).
-      await Promise.all(Array.from({ length: 2 }, (_, i) => createWithRetry(s, `${s.keyPrefix}after-${i}`)));
       await faultOver();
       await submitting;
       // Restore the fleet for whatever runs next.
