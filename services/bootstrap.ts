@@ -90,6 +90,8 @@ export function describeCredentials(credentials: Credentials, config: Config, po
     `  curl -sS -X POST ${base}/rendition.v1.JobService/Get \\`,
     ...auth,
     `    -H 'Content-Type: application/json' -d '{"id": "JOB_ID_FROM_ABOVE"}'`,
+    "Or from the command line (it reads these credentials): npx rendition submit FILE --watch",
+    `The web dashboard: ${base}/   (sign in with the api_key and organization_id above)`,
     "",
   ].join("\n");
 }

@@ -98,6 +98,7 @@ describe("embedded start (no DATABASE_URL)", () => {
       await first.waitFor(/-d '\{.*\}'\n/, 10_000);
       const banner = first.stdout;
       expect(banner).toContain("First start: created an organization, an API key and a local storage origin.");
+      await first.waitFor(/The web dashboard: http:\/\/\S+\/ /, 10_000);
       const printed = {
         organization_id: banner.match(/organization_id: (org_\S+)/)?.[1],
         api_key: banner.match(/api_key: +(rnd_live_\S+)/)?.[1],
