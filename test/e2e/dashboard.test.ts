@@ -91,8 +91,18 @@ async function recordDetailProgress(): Promise<void> {
 /** Waits until the video element plays: currentTime advances past `seconds`. */
 async function waitForPlayback(selector: string, seconds: number): Promise<{ currentTime: number; engine: string }> {
   await page.waitForSelector(selector, { timeout: 30_000 });
-  await page.evaluate((s) => void document.querySelector<HTMLVideoElement>(s)!.play().catch(() => undefined), selector);
-  await page.waitForFunction(({ s, t }) => (document.querySelector<HTMLVideoElement>(s)?.currentTime ?? 0) > t, { s: selector, t: seconds }, { timeout: 45_000 });
+  // Pressing play again while it is paused, as a viewer would: a play() made before hls.js or
+  // dash.js attached its source is refused, and one refusal must not fail the test.
+  await page.waitForFunction(
+    ({ s, t }) => {
+      const video = document.querySelector<HTMLVideoElement>(s);
+      if (!video) return false;
+      if (video.paused) void video.play().catch(() => undefined);
+      return video.currentTime > t;
+    },
+    { s: selector, t: seconds },
+    { timeout: 60_000, polling: 500 },
+  );
   return page.evaluate((s) => {
     const v = document.querySelector<HTMLVideoElement>(s)!;
     return { currentTime: v.currentTime, engine: v.dataset.engine ?? "" };
