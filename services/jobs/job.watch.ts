@@ -105,6 +105,8 @@ export async function* watchJob(
         try {
           job = await load();
           readFailed = false;
+          // The row's progress lags the events': a re-read never takes a stream backwards.
+          if (job.status === previous.status && job.progress < previous.progress) job = { ...job, progress: previous.progress };
         } catch {
           // The database is unreachable for now: keep the stream, try again in pollMs.
           readFailed = true;

@@ -100,6 +100,22 @@ describe("watchJob", () => {
     expect(bus.emitter.listenerCount("job_1")).toBe(0);
   });
 
+  it("never reports progress going backwards when a heartbeat re-reads a row that lags the events", async () => {
+    const bus = new InProcessEventBus();
+    const { job, load } = fakeJob("processing");
+    const abort = new AbortController();
+    const seen = await collect(watchJob(bus, load, "job_1", { heartbeatMs: 100, pollMs: 1_000, progressDebounceMs: 0, signal: abort.signal }), async (event) => {
+      if (event === "snapshot") await bus.publish({ jobId: "job_1", organizationId: "org_1", kind: "progress", status: "processing", progress: 50 });
+      // The row still says 0 (workers persist progress only now and then): a few heartbeat reads, then the end.
+      if (event === "progress") setTimeout(() => Object.assign(job, { status: "completed", progress: 100 }), 450);
+    });
+    expect(seen[1]).toEqual(["progress", "processing", 50]);
+    const progress = seen.slice(1, -1).map(([, , p]) => p);
+    expect(progress.every((p) => p === 50)).toBe(true);
+    expect(seen.at(-1)).toEqual(["completed", "completed", 100]);
+    abort.abort();
+  });
+
   describe("converges on the database when the bus does not deliver", () => {
     /** A bus that accepts subscriptions but drops every event, like core NATS during an outage. */
     class SilentBus extends InProcessEventBus {
