@@ -496,7 +496,8 @@ async function firstCompletionAfter(t: number): Promise<number | undefined> {
   return row?.at ? row.at.getTime() : undefined;
 }
 
-interface Result {
+/** One scenario's row (also the `chaos-json:` line's elements; test/e2e/chaos-quick.test.ts reads them). */
+export interface Result {
   scenario: string;
   submitted: number;
   accepted: number;

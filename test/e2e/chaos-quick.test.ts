@@ -7,30 +7,10 @@
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+// Type only: erased, so importing it does not run the script.
+import type { Result as ChaosResult } from "../../bench/chaos/chaos.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
-interface ChaosResult {
-  scenario: string;
-  submitted: number;
-  accepted: number;
-  completed: number;
-  failed: Record<string, number>;
-  stuck: number;
-  lost: number;
-  duplicateJobs: number;
-  finishedTwice: number;
-  invalidOutput: number;
-  eventsMissing: number;
-  eventsDuplicate: number;
-  watchStale: number;
-  watchWrong: number;
-  hangs: number;
-  badOutageAnswers: number;
-  recoveryS: number | null;
-  crashed: number;
-  pass: boolean;
-}
 
 function runChaos(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
